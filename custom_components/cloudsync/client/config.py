@@ -1,0 +1,95 @@
+"""Broker configuration and URL handling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+SCHEME_PLAIN = "mqtt"
+SCHEME_TLS = "mqtts"
+_TLS_SCHEMES = {"mqtts", "ssl", "tls", "tcps", "mqtt+ssl"}
+_PLAIN_SCHEMES = {"mqtt", "tcp"}
+
+
+class Protocol(StrEnum):
+    """MQTT protocol versions the core speaks."""
+
+    MQTTV311 = "3.1.1"
+    MQTTV5 = "5"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    """A normalized broker address."""
+
+    host: str
+    port: int
+    tls: bool
+
+    def __str__(self) -> str:
+        """Return the canonical form, e.g. ``mqtts://host:8883``."""
+        scheme = SCHEME_TLS if self.tls else SCHEME_PLAIN
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+def parse_broker_url(text: str) -> BrokerUrl:
+    """Parse ``host``, ``host:port`` or ``scheme://host[:port]`` into a BrokerUrl."""
+    raw = text.strip()
+    if not raw:
+        msg = "broker URL is empty"
+        raise ValueError(msg)
+    split = urlsplit(raw if "://" in raw else f"//{raw}")
+    scheme = split.scheme.lower()
+    if scheme and scheme not in _TLS_SCHEMES | _PLAIN_SCHEMES:
+        msg = f"unsupported scheme {split.scheme!r}: use mqtt:// or mqtts://"
+        raise ValueError(msg)
+    if split.path not in ("", "/") or split.query or split.fragment:
+        msg = "broker URL must not contain a path, query or fragment"
+        raise ValueError(msg)
+    if split.username is not None:
+        msg = "put credentials in the username and password fields, not the URL"
+        raise ValueError(msg)
+    host = (split.hostname or "").lower()
+    if not host:
+        msg = f"no host in broker URL {text!r}"
+        raise ValueError(msg)
+    try:
+        port = split.port
+    except ValueError as err:
+        msg = f"invalid port in broker URL {text!r}"
+        raise ValueError(msg) from err
+    if port == 0:
+        msg = f"invalid port in broker URL {text!r}"
+        raise ValueError(msg)
+    tls = scheme in _TLS_SCHEMES or (not scheme and port == DEFAULT_TLS_PORT)
+    if port is None:
+        port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
+    return BrokerUrl(host=host, port=port, tls=tls)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerConfig:
+    """Everything needed to connect to one broker; certificates are PEM text."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    tls: bool = False
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = field(default=None, repr=False)
+    key_password: str | None = field(default=None, repr=False)
+    verify_hostname: bool = True
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str = ""
+    keepalive: int = 60
+    protocol: Protocol = Protocol.MQTTV311
+
+    @property
+    def url(self) -> BrokerUrl:
+        """Return the broker's normalized URL."""
+        return BrokerUrl(host=self.host, port=self.port, tls=self.tls)

@@ -1,0 +1,51 @@
+"""MQTT topic name and topic filter validation."""
+
+from __future__ import annotations
+
+from .errors import InvalidTopicError
+
+MAX_TOPIC_BYTES = 65535
+
+
+def _check_common(text: str, kind: str) -> None:
+    """Check what topic names and filters share: non-empty, no NUL, size."""
+    if not isinstance(text, str) or not text:
+        msg = f"{kind} must be a non-empty string"
+        raise InvalidTopicError(msg)
+    if "\x00" in text:
+        msg = f"{kind} must not contain NUL characters"
+        raise InvalidTopicError(msg)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as err:
+        msg = f"{kind} is not valid UTF-8"
+        raise InvalidTopicError(msg) from err
+    if size > MAX_TOPIC_BYTES:
+        msg = f"{kind} is {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES}"
+        raise InvalidTopicError(msg)
+
+
+def validate_topic(topic: str) -> None:
+    """Raise InvalidTopicError unless ``topic`` is a valid topic name to publish to."""
+    _check_common(topic, "topic")
+    if "+" in topic or "#" in topic:
+        msg = f"topic {topic!r} contains a wildcard (+ or #); publish needs a concrete topic"
+        raise InvalidTopicError(msg)
+
+
+def validate_filter(topic_filter: str) -> None:
+    """Raise InvalidTopicError unless ``topic_filter`` is a valid subscription filter."""
+    _check_common(topic_filter, "topic filter")
+    levels = topic_filter.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            msg = f"in {topic_filter!r}, # must be a whole level and the last one"
+            raise InvalidTopicError(msg)
+        if "+" in level and level != "+":
+            msg = f"in {topic_filter!r}, + must be a whole level"
+            raise InvalidTopicError(msg)
+
+
+def is_wildcard(topic_filter: str) -> bool:
+    """Return True when the filter contains + or #."""
+    return "+" in topic_filter or "#" in topic_filter
