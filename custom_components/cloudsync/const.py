@@ -1,0 +1,33 @@
+"""Constants for cloudsync."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "cloudsync"
+LOGGER = logging.getLogger(__package__)
+
+CONF_URL: Final = "url"
+CONF_CLIENT_ID: Final = "client_id"
+CONF_PROTOCOL: Final = "protocol"
+CONF_CA_CERT: Final = "ca_cert"
+CONF_CLIENT_CERT: Final = "client_cert"
+CONF_CLIENT_KEY: Final = "client_key"
+CONF_KEY_PASSWORD: Final = "key_password"
+CONF_VERIFY_HOSTNAME: Final = "verify_hostname"
+
+CONF_QOS: Final = "qos"
+CONF_RETAIN: Final = "retain"
+CONF_KEEPALIVE: Final = "keepalive"
+
+DEFAULT_QOS: Final = 0
+DEFAULT_RETAIN: Final = False
+DEFAULT_KEEPALIVE: Final = 60
+
+CONNECT_TIMEOUT: Final = 10.0
+
+
+def signal_connection(entry_id: str) -> str:
+    """Return the dispatcher signal fired when a broker connects or disconnects."""
+    return f"{DOMAIN}_{entry_id}_connection"

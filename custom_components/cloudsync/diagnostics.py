@@ -1,0 +1,36 @@
+"""Diagnostics for cloudsync; secrets are redacted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_CLIENT_KEY, CONF_KEY_PASSWORD
+from .models import CloudSyncConfigEntry
+
+TO_REDACT = {CONF_PASSWORD, CONF_USERNAME, CONF_CLIENT_KEY, CONF_KEY_PASSWORD}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant,  # noqa: ARG001
+    entry: CloudSyncConfigEntry,
+) -> dict[str, Any]:
+    """Return the entry's configuration and connection state."""
+    connection = entry.runtime_data.connection
+    return {
+        "entry": {
+            "data": async_redact_data(dict(entry.data), TO_REDACT),
+            "options": dict(entry.options),
+        },
+        "connection": {
+            "url": str(entry.runtime_data.url),
+            "client_id": connection.client_id,
+            "connected": connection.connected,
+            "last_error": connection.last_error,
+            "subscriptions": len(connection.subscriptions),
+            "pending_acks": connection.pending_acks,
+        },
+    }

@@ -1,0 +1,20 @@
+"""Runtime data kept on each cloudsync config entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeassistant.config_entries import ConfigEntry
+
+from .client import BrokerConnection, BrokerUrl
+
+
+@dataclass(slots=True)
+class CloudSyncData:
+    """What a loaded broker entry owns."""
+
+    connection: BrokerConnection
+    url: BrokerUrl
+
+
+type CloudSyncConfigEntry = ConfigEntry[CloudSyncData]
