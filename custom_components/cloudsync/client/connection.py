@@ -278,7 +278,6 @@ class BrokerConnection:
             mqttc.tls_set_context(self._ssl_context)
         mqttc.on_log = self._on_log
         mqttc.on_connect = self._on_connect
-        mqttc.on_disconnect = self._on_disconnect
         mqttc.on_message = self._on_paho_message
         mqttc.on_publish = self._on_ack
         mqttc.on_subscribe = self._on_suback
@@ -298,7 +297,10 @@ class BrokerConnection:
         assert self._loop is not None  # noqa: S101
         sock = mqttc.socket()
         if not isinstance(sock, socket.socket):
-            raise self._fail(BrokerUnreachableError("socket closed while connecting"))
+            # paho closed it while sending CONNECT in the executor (e.g. a reset).
+            raise self._fail(self._handshake_error("connection closed while connecting"))
+        # Set only now: paho would call it from the executor thread during connect().
+        mqttc.on_disconnect = self._on_disconnect
         self._fd = sock.fileno()
         self._loop.add_reader(self._fd, self._on_readable, mqttc)
         mqttc.on_socket_register_write = self._on_register_write
@@ -448,11 +450,15 @@ class BrokerConnection:
             _LOGGER.warning("Lost connection to %s: %s", self.config.url, reason)
             self._start_reconnect()
 
-    def _handshake_error(self, reason: ReasonCode) -> CloudSyncError:
+    def _handshake_error(self, reason: ReasonCode | str) -> CloudSyncError:
         """Explain a connection that closed before CONNACK."""
         detail = "; ".join(self._connect_log) or str(reason)
-        if self.config.tls and any("SSL" in line or "alert" in line for line in self._connect_log):
-            return BrokerTLSError(f"the broker rejected the TLS session: {detail}")
+        if self.config.tls:
+            # A TLS broker that drops the session before CONNACK has, in practice, rejected
+            # the client certificate (TLS 1.3 reports that only after the handshake).
+            hint = "" if self.config.client_cert else " (does it require a client certificate?)"
+            msg = f"{self.config.url} closed the TLS session before CONNACK{hint}: {detail}"
+            return BrokerTLSError(msg)
         return BrokerRefusedError(f"{self.config.url} closed the connection: {detail}")
 
     def _on_paho_message(

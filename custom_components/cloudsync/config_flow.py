@@ -1,0 +1,403 @@
+"""Config flow for cloudsync: one config entry per MQTT broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+import uuid
+
+import voluptuous as vol
+
+from homeassistant.components.file_upload import process_uploaded_file
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    FileSelector,
+    FileSelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+
+from .broker import async_probe_broker, broker_config, form_error
+from .client import (
+    CertificateError,
+    CloudSyncError,
+    Protocol,
+    build_ssl_context,
+    certificate_to_pem,
+    parse_broker_url,
+    private_key_to_pem,
+)
+from .const import (
+    CONF_CA_CERT,
+    CONF_CLIENT_CERT,
+    CONF_CLIENT_ID,
+    CONF_CLIENT_KEY,
+    CONF_KEEPALIVE,
+    CONF_KEY_PASSWORD,
+    CONF_PROTOCOL,
+    CONF_QOS,
+    CONF_RETAIN,
+    CONF_URL,
+    CONF_VERIFY_HOSTNAME,
+    DEFAULT_KEEPALIVE,
+    DEFAULT_QOS,
+    DEFAULT_RETAIN,
+    DOMAIN,
+    LOGGER,
+)
+
+_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_CERT_FILE = FileSelector(FileSelectorConfig(accept=".pem,.crt,.cer,.der,.key"))
+
+USER_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_URL): TextSelector(),
+        vol.Optional(CONF_USERNAME): TextSelector(
+            TextSelectorConfig(autocomplete="username")
+        ),
+        vol.Optional(CONF_PASSWORD): _PASSWORD,
+        vol.Optional(CONF_CLIENT_ID): TextSelector(),
+        vol.Required(CONF_PROTOCOL, default=Protocol.MQTTV311.value): SelectSelector(
+            SelectSelectorConfig(
+                options=[protocol.value for protocol in Protocol],
+                translation_key=CONF_PROTOCOL,
+            )
+        ),
+    }
+)
+TLS_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_CA_CERT): _CERT_FILE,
+        vol.Optional(CONF_CLIENT_CERT): _CERT_FILE,
+        vol.Optional(CONF_CLIENT_KEY): _CERT_FILE,
+        vol.Optional(CONF_KEY_PASSWORD): _PASSWORD,
+        vol.Required(CONF_VERIFY_HOSTNAME, default=True): BooleanSelector(),
+    }
+)
+REAUTH_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_USERNAME): TextSelector(
+            TextSelectorConfig(autocomplete="username")
+        ),
+        vol.Optional(CONF_PASSWORD): _PASSWORD,
+    }
+)
+OPTIONS_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_QOS, default=str(DEFAULT_QOS)): vol.All(
+            SelectSelector(
+                SelectSelectorConfig(
+                    options=["0", "1", "2"],
+                    mode=SelectSelectorMode.DROPDOWN,
+                    translation_key=CONF_QOS,
+                )
+            ),
+            vol.Coerce(int),
+        ),
+        vol.Required(CONF_RETAIN, default=DEFAULT_RETAIN): BooleanSelector(),
+        vol.Required(CONF_KEEPALIVE, default=DEFAULT_KEEPALIVE): vol.All(
+            NumberSelector(
+                NumberSelectorConfig(
+                    min=10,
+                    max=3600,
+                    step=1,
+                    mode=NumberSelectorMode.BOX,
+                    unit_of_measurement="s",
+                )
+            ),
+            vol.Coerce(int),
+        ),
+    }
+)
+
+_STORED_TLS = (CONF_CA_CERT, CONF_CLIENT_CERT, CONF_CLIENT_KEY, CONF_KEY_PASSWORD)
+
+
+def _credentials(user_input: Mapping[str, Any]) -> dict[str, str]:
+    """Return the username and password the form was given, leaving out empty ones."""
+    return {
+        key: user_input[key]
+        for key in (CONF_USERNAME, CONF_PASSWORD)
+        if user_input.get(key)
+    }
+
+
+def _connection_data(url: str, user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the entry data of the user form; generate a client id when none is given."""
+    client_id = user_input.get(CONF_CLIENT_ID, "").strip()
+    return {
+        CONF_URL: url,
+        CONF_CLIENT_ID: client_id or f"cloudsync-{uuid.uuid4().hex[:12]}",
+        CONF_PROTOCOL: user_input[CONF_PROTOCOL],
+        **_credentials(user_input),
+    }
+
+
+def _title(url: str) -> str:
+    """Return the entry title `host:port` for a normalized broker URL."""
+    return url.partition("://")[2]
+
+
+def _read_upload(
+    hass: HomeAssistant, file_id: str, to_pem: Callable[[bytes], str]
+) -> str:
+    """Read an uploaded file and convert it to PEM text (blocking)."""
+    with process_uploaded_file(hass, file_id) as path:
+        return to_pem(path.read_bytes())
+
+
+async def _async_read_uploads(
+    hass: HomeAssistant, user_input: Mapping[str, Any]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Return the uploaded certificates and key as PEM, and the fields that failed."""
+    password = user_input.get(CONF_KEY_PASSWORD) or None
+    uploads: dict[str, tuple[str, Callable[[bytes], str]]] = {
+        CONF_CA_CERT: ("invalid_ca_cert", certificate_to_pem),
+        CONF_CLIENT_CERT: ("invalid_client_cert", certificate_to_pem),
+        CONF_CLIENT_KEY: (
+            "invalid_client_key",
+            partial(private_key_to_pem, password=password),
+        ),
+    }
+    pems: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for key, (error, to_pem) in uploads.items():
+        if file_id := user_input.get(key):
+            try:
+                pems[key] = await hass.async_add_executor_job(
+                    _read_upload, hass, file_id, to_pem
+                )
+            except (CertificateError, ValueError):
+                errors[key] = error
+    if CONF_CLIENT_KEY in pems and password:
+        pems[CONF_KEY_PASSWORD] = password
+    return pems, errors
+
+
+async def _async_tls_data(
+    hass: HomeAssistant, user_input: Mapping[str, Any], stored: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the TLS entry data (uploads replace what is stored) and the form errors."""
+    pems, errors = await _async_read_uploads(hass, user_input)
+    if CONF_CLIENT_KEY in pems:
+        stored = {k: v for k, v in stored.items() if k != CONF_KEY_PASSWORD}
+    data: dict[str, Any] = {k: stored[k] for k in _STORED_TLS if stored.get(k)}
+    data |= pems
+    data[CONF_VERIFY_HOSTNAME] = user_input[CONF_VERIFY_HOSTNAME]
+    if not errors and (CONF_CLIENT_CERT in data) != (CONF_CLIENT_KEY in data):
+        errors["base"] = "client_cert_and_key"
+    return data, errors
+
+
+async def _async_validate(hass: HomeAssistant, data: Mapping[str, Any]) -> str | None:
+    """Connect to the broker the entry data describes; return a form error or None."""
+    config = broker_config(data)
+    if config.tls:
+        try:
+            await hass.async_add_executor_job(build_ssl_context, config)
+        except CertificateError:
+            # Every file was parsed already: what is left is a key that is not the cert's.
+            return "client_key_mismatch"
+    try:
+        await async_probe_broker(hass, config)
+    except CloudSyncError as err:
+        return form_error(err)
+    except Exception:
+        LOGGER.exception("Unexpected error while connecting to %s", config.url)
+        return "unknown"
+    return None
+
+
+class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Set up, reconfigure and re-authenticate a connection to one MQTT broker."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with no connection data."""
+        self._data: dict[str, Any] = {}
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> CloudSyncOptionsFlow:
+        """Return the options flow."""
+        return CloudSyncOptionsFlow()
+
+    async def async_step_user(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the broker URL and credentials."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                url = str(parse_broker_url(user_input[CONF_URL]))
+            except ValueError:
+                errors[CONF_URL] = "invalid_url"
+            else:
+                await self.async_set_unique_id(url)
+                self._abort_if_unique_id_configured()
+                self._data = _connection_data(url, user_input)
+                return await self._async_connect("user", user_input)
+        return self._async_show_user_form("user", user_input, errors)
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the broker URL, credentials, client id or protocol."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                url = str(parse_broker_url(user_input[CONF_URL]))
+            except ValueError:
+                errors[CONF_URL] = "invalid_url"
+            else:
+                if url != entry.unique_id:
+                    await self.async_set_unique_id(url)
+                    self._abort_if_unique_id_configured()
+                self._data = _connection_data(url, user_input)
+                self._keep_password(entry.data)
+                return await self._async_connect("reconfigure", user_input)
+        suggested = {k: v for k, v in entry.data.items() if k != CONF_PASSWORD}
+        return self._async_show_user_form("reconfigure", user_input or suggested, errors)
+
+    async def async_step_tls(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the certificates of a TLS broker."""
+        return await self._async_tls_step("tls", user_input, {})
+
+    async def async_step_reconfigure_tls(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for new certificates; the stored ones stay when nothing is uploaded."""
+        stored = self._get_reconfigure_entry().data
+        return await self._async_tls_step("reconfigure_tls", user_input, stored)
+
+    async def async_step_reauth(
+        self, entry_data: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        """Start re-authentication after the broker refused the credentials."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for new credentials and check them against the broker."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {
+                k: v
+                for k, v in entry.data.items()
+                if k not in (CONF_USERNAME, CONF_PASSWORD)
+            } | _credentials(user_input)
+            if not (error := await _async_validate(self.hass, data)):
+                self.hass.config_entries.async_update_entry(entry, data=data)
+                return self.async_abort(reason="reauth_successful")
+            errors["base"] = error
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=self.add_suggested_values_to_schema(
+                REAUTH_SCHEMA, {CONF_USERNAME: entry.data.get(CONF_USERNAME)}
+            ),
+            description_placeholders={CONF_URL: entry.data[CONF_URL]},
+            errors=errors,
+        )
+
+    def _keep_password(self, stored: Mapping[str, Any]) -> None:
+        """Keep the stored password when the form left it empty for the same user."""
+        username = self._data.get(CONF_USERNAME)
+        if CONF_PASSWORD not in self._data and username == stored.get(CONF_USERNAME):
+            if password := stored.get(CONF_PASSWORD):
+                self._data[CONF_PASSWORD] = password
+
+    async def _async_connect(
+        self, step_id: str, user_input: dict[str, Any]
+    ) -> ConfigFlowResult:
+        """Go on to the TLS step, or probe the plain broker and finish."""
+        if parse_broker_url(self._data[CONF_URL]).tls:
+            return await (
+                self.async_step_reconfigure_tls()
+                if self.source == SOURCE_RECONFIGURE
+                else self.async_step_tls()
+            )
+        if error := await _async_validate(self.hass, self._data):
+            return self._async_show_user_form(step_id, user_input, {"base": error})
+        return self._async_finish(self._data)
+
+    async def _async_tls_step(
+        self, step_id: str, user_input: dict[str, Any] | None, stored: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        """Read the uploaded certificates, probe the broker and finish."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            tls_data, errors = await _async_tls_data(self.hass, user_input, stored)
+            if not errors:
+                data = self._data | tls_data
+                if not (error := await _async_validate(self.hass, data)):
+                    return self._async_finish(data)
+                errors["base"] = error
+        suggested = {CONF_VERIFY_HOSTNAME: stored.get(CONF_VERIFY_HOSTNAME, True)}
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(TLS_SCHEMA, suggested),
+            description_placeholders={CONF_URL: self._data[CONF_URL]},
+            errors=errors,
+        )
+
+    @callback
+    def _async_show_user_form(
+        self, step_id: str, suggested: Mapping[str, Any] | None, errors: dict[str, str]
+    ) -> ConfigFlowResult:
+        """Show the URL and credentials form, keeping what was entered."""
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
+            errors=errors,
+        )
+
+    @callback
+    def _async_finish(self, data: dict[str, Any]) -> ConfigFlowResult:
+        """Create the entry, or update the one being reconfigured."""
+        url = data[CONF_URL]
+        if self.source != SOURCE_RECONFIGURE:
+            return self.async_create_entry(title=_title(url), data=data)
+        self.hass.config_entries.async_update_entry(
+            self._get_reconfigure_entry(), title=_title(url), unique_id=url, data=data
+        )
+        return self.async_abort(reason="reconfigure_successful")
+
+
+class CloudSyncOptionsFlow(OptionsFlow):
+    """Default QoS, retain flag and keepalive of a broker."""
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show and store the options."""
+        if user_input is not None:
+            return self.async_create_entry(data=user_input)
+        options = self.config_entry.options
+        suggested = {**options, CONF_QOS: str(options.get(CONF_QOS, DEFAULT_QOS))}
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, suggested),
+        )
