@@ -1,0 +1,1 @@
+"""Tests for the cloudsync MQTT client core (no Home Assistant)."""

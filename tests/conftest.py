@@ -1,0 +1,83 @@
+"""Shared fixtures: custom integrations, test PKI and real mosquitto brokers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.mosquitto import BrokerFactory, BrokerKind, Mosquitto
+from tests.pki import Pki, generate_pki
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Sequence
+    from pathlib import Path
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Enable custom integrations in every Home Assistant test."""
+
+
+@pytest.fixture(scope="session")
+def pki() -> Pki:
+    """Return the session's generated test PKI."""
+    return generate_pki()
+
+
+@pytest.fixture(scope="session")
+def pki_files(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Return the PKI written to files (see `Pki.write_files` for the keys)."""
+    return pki.write_files(tmp_path_factory.mktemp("pki"))
+
+
+def _session_broker(kind: BrokerKind, pki: Pki) -> Generator[Mosquitto]:
+    """Run one broker for the whole session."""
+    broker = Mosquitto(kind, pki=pki)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def plain_broker(pki: Pki) -> Generator[Mosquitto]:
+    """Return a session broker with an anonymous plain-TCP listener."""
+    yield from _session_broker("plain", pki)
+
+
+@pytest.fixture(scope="session")
+def tls_broker(pki: Pki) -> Generator[Mosquitto]:
+    """Return a session broker with a mutual-TLS listener (client cert required)."""
+    yield from _session_broker("tls", pki)
+
+
+@pytest.fixture(scope="session")
+def password_broker(pki: Pki) -> Generator[Mosquitto]:
+    """Return a session broker requiring `username` / `password`."""
+    yield from _session_broker("password", pki)
+
+
+@pytest.fixture
+def broker_factory(pki: Pki) -> Generator[BrokerFactory]:
+    """Return a factory of private brokers (for stop/kill/restart tests)."""
+    brokers: list[Mosquitto] = []
+
+    def factory(
+        kind: BrokerKind = "plain",
+        *,
+        port: int | None = None,
+        extra_config: Sequence[str] = (),
+        start: bool = True,
+    ) -> Mosquitto:
+        """Create a private broker, started unless `start` is False."""
+        broker = Mosquitto(kind, pki=pki, port=port, extra_config=extra_config)
+        brokers.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    yield factory
+    for broker in brokers:
+        broker.close()
