@@ -9,7 +9,10 @@ from homeassistant.exceptions import (
     ConfigEntryError,
     ConfigEntryNotReady,
 )
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.typing import ConfigType
 
 from .broker import broker_config
 from .client import (
@@ -20,9 +23,20 @@ from .client import (
     build_ssl_context,
 )
 from .const import CONNECT_TIMEOUT, DOMAIN, signal_connection
+from .http import async_register_views
 from .models import CloudSyncConfigEntry, CloudSyncData
+from .services import async_setup_services
+from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, _config: ConfigType) -> bool:
+    """Register the REST API and the actions once for all brokers."""
+    async_register_views(hass)
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> bool:
@@ -56,6 +70,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
         on_connection_change=_connection_changed,
         connect_timeout=CONNECT_TIMEOUT,
     )
+    registry = SubscriptionRegistry(hass, entry.entry_id, connection)
+    await registry.async_load()
     try:
         await connection.connect()
     except BrokerAuthError as err:
@@ -73,8 +89,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
             translation_placeholders={**placeholders, "error": str(err)},
         ) from err
 
-    entry.runtime_data = CloudSyncData(connection=connection, url=config.url)
+    entry.runtime_data = CloudSyncData(
+        connection=connection, url=config.url, registry=registry
+    )
     entry.async_on_unload(connection.disconnect)
+    entry.async_on_unload(registry.async_flush)
 
     async def _on_stop(_event: Event) -> None:
         await connection.disconnect()
@@ -95,3 +114,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -
 async def _async_reload(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> None:
     """Reload the entry after its data or options changed."""
     hass.config_entries.async_schedule_reload(entry.entry_id)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> None:
+    """Delete the broker's stored subscriptions."""
+    await Store(hass, STORAGE_VERSION, storage_key(entry.entry_id)).async_remove()

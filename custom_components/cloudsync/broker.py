@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
@@ -30,7 +31,9 @@ from .const import (
     CONF_VERIFY_HOSTNAME,
     CONNECT_TIMEOUT,
     DEFAULT_KEEPALIVE,
+    DOMAIN,
 )
+from .models import CloudSyncConfigEntry
 
 
 def broker_config(
@@ -76,3 +79,53 @@ def form_error(err: CloudSyncError) -> str:
     if isinstance(err, BrokerTLSError):
         return "tls_error"
     return "cannot_connect"
+
+
+class BrokerLookupError(Exception):
+    """A request named a broker that cannot be used."""
+
+
+class UnknownBrokerError(BrokerLookupError):
+    """No configured broker matches the request."""
+
+
+class AmbiguousBrokerError(BrokerLookupError):
+    """More than one configured broker matches the request."""
+
+
+class BrokerNotLoadedError(BrokerLookupError):
+    """The broker is configured but not set up (e.g. unreachable at start)."""
+
+
+def resolve_broker(hass: HomeAssistant, text: str | None) -> CloudSyncConfigEntry:
+    """Find the entry a request's ``url`` names: exact URL first, then host.
+
+    ``None`` (the seed's GET form without a host) matches when only one broker exists.
+    """
+    entries: list[CloudSyncConfigEntry] = hass.config_entries.async_entries(DOMAIN)
+    if text is None:
+        candidates = entries
+    else:
+        try:
+            url = parse_broker_url(text)
+        except ValueError as err:
+            raise UnknownBrokerError(str(err)) from err
+        candidates = [e for e in entries if e.unique_id == str(url)] or [
+            e for e in entries if parse_broker_url(e.data[CONF_URL]).host == url.host
+        ]
+    if not candidates:
+        msg = f"no broker {text!r} is configured in CloudSync" if text else "no broker is configured"
+        raise UnknownBrokerError(msg)
+    if len(candidates) > 1:
+        urls = ", ".join(sorted(e.data[CONF_URL] for e in candidates))
+        msg = f"{text or 'the request'} matches several brokers ({urls}): name one by its URL"
+        raise AmbiguousBrokerError(msg)
+    return loaded(candidates[0])
+
+
+def loaded(entry: CloudSyncConfigEntry) -> CloudSyncConfigEntry:
+    """Return the entry if it is set up, else raise BrokerNotLoadedError."""
+    if entry.state is not ConfigEntryState.LOADED:
+        msg = f"the broker {entry.data[CONF_URL]} is not connected ({entry.state.value})"
+        raise BrokerNotLoadedError(msg)
+    return entry

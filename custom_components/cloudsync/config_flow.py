@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 import uuid
-
-import voluptuous as vol
 
 from homeassistant.components.file_upload import process_uploaded_file
 from homeassistant.config_entries import (
@@ -33,6 +30,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+import voluptuous as vol
 
 from .broker import async_probe_broker, broker_config, form_error
 from .client import (
@@ -62,6 +60,9 @@ from .const import (
     DOMAIN,
     LOGGER,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _CERT_FILE = FileSelector(FileSelectorConfig(accept=".pem,.crt,.cer,.der,.key"))
@@ -196,9 +197,9 @@ async def _async_tls_data(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Return the TLS entry data (uploads replace what is stored) and the form errors."""
     pems, errors = await _async_read_uploads(hass, user_input)
-    if CONF_CLIENT_KEY in pems:
-        stored = {k: v for k, v in stored.items() if k != CONF_KEY_PASSWORD}
     data: dict[str, Any] = {k: stored[k] for k in _STORED_TLS if stored.get(k)}
+    if CONF_CLIENT_KEY in pems:
+        data.pop(CONF_KEY_PASSWORD, None)  # the stored password was the replaced key's
     data |= pems
     data[CONF_VERIFY_HOSTNAME] = user_input[CONF_VERIFY_HOSTNAME]
     if not errors and (CONF_CLIENT_CERT in data) != (CONF_CLIENT_KEY in data):
@@ -219,7 +220,7 @@ async def _async_validate(hass: HomeAssistant, data: Mapping[str, Any]) -> str |
         await async_probe_broker(hass, config)
     except CloudSyncError as err:
         return form_error(err)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure must end up as a form error
         LOGGER.exception("Unexpected error while connecting to %s", config.url)
         return "unknown"
     return None
@@ -236,7 +237,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> CloudSyncOptionsFlow:
+    def async_get_options_flow(
+        config_entry: ConfigEntry,  # noqa: ARG004 - HA's signature
+    ) -> CloudSyncOptionsFlow:
         """Return the options flow."""
         return CloudSyncOptionsFlow()
 
@@ -276,7 +279,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
                 self._keep_password(entry.data)
                 return await self._async_connect("reconfigure", user_input)
         suggested = {k: v for k, v in entry.data.items() if k != CONF_PASSWORD}
-        return self._async_show_user_form("reconfigure", user_input or suggested, errors)
+        return self._async_show_user_form(
+            "reconfigure", user_input or suggested, errors
+        )
 
     async def async_step_tls(
         self, user_input: dict[str, Any] | None = None
@@ -292,7 +297,8 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         return await self._async_tls_step("reconfigure_tls", user_input, stored)
 
     async def async_step_reauth(
-        self, entry_data: Mapping[str, Any]
+        self,
+        entry_data: Mapping[str, Any],  # noqa: ARG002 - HA's signature
     ) -> ConfigFlowResult:
         """Start re-authentication after the broker refused the credentials."""
         return await self.async_step_reauth_confirm()
@@ -324,10 +330,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
 
     def _keep_password(self, stored: Mapping[str, Any]) -> None:
         """Keep the stored password when the form left it empty for the same user."""
-        username = self._data.get(CONF_USERNAME)
-        if CONF_PASSWORD not in self._data and username == stored.get(CONF_USERNAME):
-            if password := stored.get(CONF_PASSWORD):
-                self._data[CONF_PASSWORD] = password
+        same_user = self._data.get(CONF_USERNAME) == stored.get(CONF_USERNAME)
+        if same_user and CONF_PASSWORD not in self._data and CONF_PASSWORD in stored:
+            self._data[CONF_PASSWORD] = stored[CONF_PASSWORD]
 
     async def _async_connect(
         self, step_id: str, user_input: dict[str, Any]

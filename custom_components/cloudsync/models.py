@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from homeassistant.config_entries import ConfigEntry
 
 from .client import BrokerConnection, BrokerUrl
+from .registry import SubscriptionRegistry
 
 
 @dataclass(slots=True)
@@ -15,6 +16,7 @@ class CloudSyncData:
 
     connection: BrokerConnection
     url: BrokerUrl
+    registry: SubscriptionRegistry
 
 
 type CloudSyncConfigEntry = ConfigEntry[CloudSyncData]

@@ -109,7 +109,7 @@ class BrokerConnection:
         self._executor: Executor = executor or _default_executor
         self._create_task: TaskFactory = create_task or _default_task_factory
         self._ssl_context = ssl_context
-        self._on_message = on_message
+        self.on_message = on_message
         self._on_connection_change = on_connection_change
         self._connect_timeout = connect_timeout
         self._backoff_min = backoff_min
@@ -465,10 +465,10 @@ class BrokerConnection:
         self, _mqttc: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage
     ) -> None:
         """Pass a delivered message to the listener; a listener error never kills the link."""
-        if self._on_message is None:
+        if self.on_message is None:
             return
         try:
-            self._on_message(ReceivedMessage(msg.topic, msg.payload, msg.qos, msg.retain))
+            self.on_message(ReceivedMessage(msg.topic, msg.payload, msg.qos, msg.retain))
         except Exception:
             _LOGGER.exception("Error handling a message from %s", self.config.url)
 
