@@ -1,0 +1,46 @@
+"""Helpers shared by the Home Assistant tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.cloudsync.const import CONF_CLIENT_ID, CONF_URL, DOMAIN
+from homeassistant.core import HomeAssistant
+from tests.mosquitto import Mosquitto
+from tests.pki import Pki
+
+
+def entry_for(
+    broker: Mosquitto,
+    pki: Pki | None = None,
+    *,
+    options: dict[str, Any] | None = None,
+    **data: Any,
+) -> MockConfigEntry:
+    """Return a config entry for a test broker with working credentials."""
+    base: dict[str, Any] = {CONF_URL: broker.url, CONF_CLIENT_ID: f"cloudsync-{broker.port}"}
+    if broker.kind == "password":
+        base |= {"username": broker.username, "password": broker.password}
+    if broker.kind == "tls" and pki is not None:
+        base |= {
+            "ca_cert": pki.ca_pem,
+            "client_cert": pki.client_cert_pem,
+            "client_key": pki.client_key_pem,
+        }
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"{broker.host}:{broker.port}",
+        unique_id=broker.url,
+        data=base | data,
+        options=options or {},
+    )
+
+
+async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    """Add an entry to hass and set it up."""
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry

@@ -1,0 +1,143 @@
+"""Entry setup, unload, connectivity sensor and diagnostics against real brokers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from custom_components.cloudsync.const import DOMAIN
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from tests.common import entry_for, setup_entry
+from tests.mosquitto import BrokerFactory, Mosquitto, free_port
+from tests.pki import Pki
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+async def _wait_state(hass: HomeAssistant, entity_id: str, state: str) -> None:
+    async with asyncio.timeout(20):
+        while (current := hass.states.get(entity_id)) is None or current.state != state:
+            await asyncio.sleep(0.05)
+
+
+def _connection_entity(hass: HomeAssistant, entry_id: str) -> str:
+    entity_id = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{entry_id}_connection"
+    )
+    assert entity_id is not None
+    return entity_id
+
+
+async def test_setup_and_unload(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
+    """A reachable broker loads, gets a device and a connected sensor, and unloads cleanly."""
+    entry = await setup_entry(hass, entry_for(plain_broker))
+    assert entry.state is ConfigEntryState.LOADED
+    device = dr.async_get(hass).async_get_device({(DOMAIN, entry.entry_id)})
+    assert device is not None
+    assert device.name == entry.title
+    entity_id = _connection_entity(hass, entry.entry_id)
+    assert entity_id == f"binary_sensor.{entry.title.replace('.', '_').replace(':', '_')}_connection"
+    assert hass.states.get(entity_id).state == STATE_ON
+    connection = entry.runtime_data.connection
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert entry.state is ConfigEntryState.NOT_LOADED
+    assert not connection.connected
+
+
+async def test_unreachable_broker_is_not_ready(hass: HomeAssistant) -> None:
+    """Nothing listening: setup retries later instead of failing or blocking."""
+    entry = entry_for_port(free_port())
+    await setup_entry(hass, entry)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert "Cannot connect" in (entry.reason or "")
+
+
+def entry_for_port(port: int):  # noqa: ANN201
+    """Return an entry for a port nothing listens on."""
+    from tests.mosquitto import Mosquitto as _M  # noqa: PLC0415
+
+    broker = _M("plain", port=port)
+    entry = entry_for(broker)
+    broker.close()
+    return entry
+
+
+async def test_bad_password_starts_reauth(
+    hass: HomeAssistant, password_broker: Mosquitto
+) -> None:
+    """Refused credentials put the entry in error and start a reauth flow."""
+    entry = await setup_entry(hass, entry_for(password_broker, password="wrong"))
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+    assert "wrong" not in (entry.reason or "")
+
+
+async def test_mutual_tls_entry_loads(
+    hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki
+) -> None:
+    """Certificates stored as PEM in the entry are used for mutual TLS."""
+    entry = await setup_entry(hass, entry_for(tls_broker, pki))
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data.connection.connected
+
+
+async def test_broken_certificate_is_an_error(
+    hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki
+) -> None:
+    """A stored key that does not match the certificate fails setup with a clear reason."""
+    entry = await setup_entry(
+        hass, entry_for(tls_broker, pki, client_key=pki.other_client_key_pem)
+    )
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert "cannot be loaded" in (entry.reason or "")
+
+
+async def test_connection_sensor_follows_broker(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """The connectivity sensor goes off when the broker stops and on when it is back."""
+    broker = broker_factory()
+    entry = await setup_entry(hass, entry_for(broker))
+    connection = entry.runtime_data.connection
+    connection._backoff_min, connection._backoff_max = 0.1, 0.5  # noqa: SLF001
+    entity_id = _connection_entity(hass, entry.entry_id)
+    await broker.async_stop()
+    await _wait_state(hass, entity_id, STATE_OFF)
+    await broker.async_start()
+    await _wait_state(hass, entity_id, STATE_ON)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_unload_while_reconnecting(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """Unloading while the broker is down stops the reconnect loop (nothing lingers)."""
+    broker = broker_factory()
+    entry = await setup_entry(hass, entry_for(broker))
+    await broker.async_stop()
+    entity_id = _connection_entity(hass, entry.entry_id)
+    await _wait_state(hass, entity_id, STATE_OFF)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_diagnostics_redact_secrets(
+    hass: HomeAssistant, password_broker: Mosquitto, hass_client
+) -> None:  # noqa: ANN001
+    """Diagnostics show state and configuration without passwords or keys."""
+    from pytest_homeassistant_custom_component.components.diagnostics import (  # noqa: PLC0415
+        get_diagnostics_for_config_entry,
+    )
+
+    entry = await setup_entry(hass, entry_for(password_broker))
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    text = repr(diagnostics)
+    assert password_broker.password not in text
+    assert diagnostics["entry"]["data"]["password"] == "**REDACTED**"
+    assert diagnostics["connection"]["connected"] is True
+    assert diagnostics["connection"]["url"] == password_broker.url
