@@ -1,0 +1,705 @@
+"""Tests for the cloudsync config flow, against real mosquitto brokers."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+import re
+from typing import TYPE_CHECKING, Any
+from unittest.mock import AsyncMock, patch
+import uuid
+
+from homeassistant.config_entries import SOURCE_USER
+from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.cloudsync.const import (
+    CONF_CA_CERT,
+    CONF_CLIENT_CERT,
+    CONF_CLIENT_ID,
+    CONF_CLIENT_KEY,
+    CONF_KEEPALIVE,
+    CONF_KEY_PASSWORD,
+    CONF_PROTOCOL,
+    CONF_QOS,
+    CONF_RETAIN,
+    CONF_URL,
+    CONF_VERIFY_HOSTNAME,
+    DOMAIN,
+)
+from tests.mosquitto import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterator
+    from pathlib import Path
+
+    from homeassistant.core import HomeAssistant
+
+    from tests.mosquitto import Mosquitto
+    from tests.pki import Pki
+
+    Upload = Callable[[str | bytes], str]
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+CLIENT_ID_RE = re.compile(r"cloudsync-[0-9a-f]{12}")
+PEM_UPLOADS = {
+    CONF_CA_CERT: "ca_pem",
+    CONF_CLIENT_CERT: "client_cert_pem",
+    CONF_CLIENT_KEY: "client_key_pem",
+}
+
+
+@pytest.fixture
+def mock_setup_entry() -> Generator[AsyncMock]:
+    """Keep created entries from connecting: these tests are about the flow."""
+    with patch(
+        "custom_components.cloudsync.async_setup_entry", return_value=True
+    ) as mock:
+        yield mock
+
+
+@pytest.fixture
+def upload(tmp_path: Path) -> Generator[Upload]:
+    """Stand in for the frontend's file upload: return a file id for some content."""
+    files: dict[str, Path] = {}
+
+    @contextmanager
+    def process_uploaded_file(hass: HomeAssistant, file_id: str) -> Iterator[Path]:
+        if file_id not in files:
+            msg = "File does not exist"
+            raise ValueError(msg)
+        yield files.pop(file_id)  # like HA, a file can be read only once
+
+    def add(content: str | bytes) -> str:
+        file_id = str(uuid.uuid4())
+        path = tmp_path / file_id
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        files[file_id] = path
+        return file_id
+
+    with patch(
+        "custom_components.cloudsync.config_flow.process_uploaded_file",
+        process_uploaded_file,
+    ):
+        yield add
+
+
+def closed_url() -> str:
+    """Return the URL of a port on 127.0.0.1 that nothing listens on."""
+    return f"mqtt://127.0.0.1:{free_port()}"
+
+
+def broker_entry(broker: Mosquitto, **data: Any) -> MockConfigEntry:
+    """Return a config entry for a broker."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=broker.url.partition("://")[2],
+        unique_id=broker.url,
+        data={
+            CONF_URL: broker.url,
+            CONF_CLIENT_ID: "cloudsync-0123456789ab",
+            CONF_PROTOCOL: "3.1.1",
+            **data,
+        },
+    )
+
+
+def uploads(upload: Upload, pki: Pki, files: dict[str, str | bytes]) -> dict[str, str]:
+    """Upload files given as a Pki attribute name or raw bytes; return the form input."""
+    return {
+        field: upload(getattr(pki, value) if isinstance(value, str) else value)
+        for field, value in files.items()
+    }
+
+
+async def start_user_flow(hass: HomeAssistant, url: str, **extra: Any) -> dict:
+    """Start the user flow and submit a URL."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == {}
+    return await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: url, **extra}
+    )
+
+
+def suggested(result: dict, field: str) -> Any:
+    """Return the suggested value of a form field."""
+    for key in result["data_schema"].schema:
+        if key == field:
+            return (key.description or {}).get("suggested_value")
+    raise KeyError(field)
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_user_plain(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
+    """A plain broker typed as host:port becomes an entry with a generated client id."""
+    result = await start_user_flow(hass, f"127.0.0.1:{plain_broker.port}")
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"127.0.0.1:{plain_broker.port}"
+    assert result["result"].unique_id == plain_broker.url
+    assert result["data"] == {
+        CONF_URL: plain_broker.url,
+        CONF_CLIENT_ID: result["data"][CONF_CLIENT_ID],
+        CONF_PROTOCOL: "3.1.1",
+    }
+    assert CLIENT_ID_RE.fullmatch(result["data"][CONF_CLIENT_ID])
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_user_client_id_and_mqtt5(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """A given client id and MQTT 5 are stored as given."""
+    result = await start_user_flow(
+        hass, plain_broker.url, **{CONF_CLIENT_ID: " my-client ", CONF_PROTOCOL: "5"}
+    )
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_CLIENT_ID] == "my-client"
+    assert result["data"][CONF_PROTOCOL] == "5"
+
+
+async def test_user_already_configured(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """A broker with an entry already is not added twice, whatever the URL's form."""
+    broker_entry(plain_broker).add_to_hass(hass)
+
+    result = await start_user_flow(hass, f"MQTT://127.0.0.1:{plain_broker.port}/")
+
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+@pytest.mark.parametrize(
+    ("bad_url", "errors"),
+    [
+        ("ftp://127.0.0.1", {CONF_URL: "invalid_url"}),
+        ("mqtt://127.0.0.1:99999", {CONF_URL: "invalid_url"}),
+        ("  ", {CONF_URL: "invalid_url"}),
+        (None, {"base": "cannot_connect"}),
+    ],
+)
+async def test_user_errors(
+    hass: HomeAssistant,
+    plain_broker: Mosquitto,
+    bad_url: str | None,
+    errors: dict[str, str],
+) -> None:
+    """A bad URL or an unreachable broker shows an error; fixing it finishes the flow."""
+    result = await start_user_flow(hass, bad_url or closed_url(), username="user")
+
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == errors
+    assert suggested(result, CONF_USERNAME) == "user"
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: plain_broker.url}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["result"].unique_id == plain_broker.url
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_user_unexpected_error(
+    hass: HomeAssistant, plain_broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception is logged and shown as unknown; a retry finishes."""
+    with patch(
+        "custom_components.cloudsync.config_flow.async_probe_broker",
+        side_effect=RuntimeError("boom"),
+    ):
+        result = await start_user_flow(hass, plain_broker.url)
+
+    assert result["errors"] == {"base": "unknown"}
+    assert "Unexpected error while connecting" in caplog.text
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: plain_broker.url}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {CONF_USERNAME: "cloudsync", CONF_PASSWORD: "wrong"},
+        {CONF_USERNAME: "nobody", CONF_PASSWORD: "s3cret-pw"},
+        {},
+    ],
+)
+async def test_user_password_broker(
+    hass: HomeAssistant,
+    password_broker: Mosquitto,
+    credentials: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Refused credentials show invalid_auth; the right ones are stored."""
+    result = await start_user_flow(hass, password_broker.url, **credentials)
+
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "invalid_auth"}
+
+    good = {CONF_USERNAME: "cloudsync", CONF_PASSWORD: "s3cret-pw"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: password_broker.url, **good}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_USERNAME] == "cloudsync"
+    assert result["data"][CONF_PASSWORD] == "s3cret-pw"
+    assert "s3cret-pw" not in caplog.text
+    assert "wrong" not in caplog.text
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+@pytest.mark.parametrize(
+    ("files", "verify_hostname"),
+    [
+        (PEM_UPLOADS, True),
+        (
+            {
+                CONF_CA_CERT: "ca_der",
+                CONF_CLIENT_CERT: "client_cert_der",
+                CONF_CLIENT_KEY: "client_key_der",
+            },
+            False,
+        ),
+    ],
+    ids=["pem", "der"],
+)
+async def test_tls(
+    hass: HomeAssistant,
+    tls_broker: Mosquitto,
+    pki: Pki,
+    upload: Upload,
+    files: dict[str, str],
+    verify_hostname: bool,
+) -> None:
+    """mTLS with PEM or DER uploads stores the certificates as PEM text."""
+    result = await start_user_flow(hass, tls_broker.url)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "tls"
+    assert result["description_placeholders"] == {CONF_URL: tls_broker.url}
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {**uploads(upload, pki, files), CONF_VERIFY_HOSTNAME: verify_hostname},
+    )
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"127.0.0.1:{tls_broker.port}"
+    assert result["result"].unique_id == tls_broker.url
+    assert result["data"] == {
+        CONF_URL: tls_broker.url,
+        CONF_CLIENT_ID: result["data"][CONF_CLIENT_ID],
+        CONF_PROTOCOL: "3.1.1",
+        CONF_CA_CERT: pki.ca_pem,
+        CONF_CLIENT_CERT: pki.client_cert_pem,
+        CONF_CLIENT_KEY: pki.client_key_pem,
+        CONF_VERIFY_HOSTNAME: verify_hostname,
+    }
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_tls_encrypted_key(
+    hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki, upload: Upload
+) -> None:
+    """An encrypted key stays encrypted, with its password stored beside it."""
+    files = {**PEM_UPLOADS, CONF_CLIENT_KEY: "client_key_encrypted_pem"}
+    result = await start_user_flow(hass, tls_broker.url)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            **uploads(upload, pki, files),
+            CONF_KEY_PASSWORD: pki.client_key_password,
+            CONF_VERIFY_HOSTNAME: True,
+        },
+    )
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    data = result["data"]
+    assert data[CONF_CLIENT_KEY].startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert data[CONF_KEY_PASSWORD] == pki.client_key_password
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+@pytest.mark.parametrize(
+    ("files", "key_password", "errors"),
+    [
+        (
+            {**PEM_UPLOADS, CONF_CA_CERT: b"not a certificate"},
+            None,
+            {CONF_CA_CERT: "invalid_ca_cert"},
+        ),
+        (
+            {**PEM_UPLOADS, CONF_CLIENT_CERT: b"-----BEGIN CERTIFICATE-----\nx"},
+            None,
+            {CONF_CLIENT_CERT: "invalid_client_cert"},
+        ),
+        (
+            {**PEM_UPLOADS, CONF_CLIENT_KEY: b"\x30\x03\x02\x01\x00"},
+            None,
+            {CONF_CLIENT_KEY: "invalid_client_key"},
+        ),
+        (
+            {**PEM_UPLOADS, CONF_CLIENT_KEY: "client_key_encrypted_pem"},
+            None,
+            {CONF_CLIENT_KEY: "invalid_client_key"},
+        ),
+        (
+            {**PEM_UPLOADS, CONF_CLIENT_KEY: "client_key_encrypted_pem"},
+            "wrong",
+            {CONF_CLIENT_KEY: "invalid_client_key"},
+        ),
+        (PEM_UPLOADS, "not-encrypted", {CONF_CLIENT_KEY: "invalid_client_key"}),
+        (
+            {CONF_CA_CERT: "ca_pem", CONF_CLIENT_CERT: "client_cert_pem"},
+            None,
+            {"base": "client_cert_and_key"},
+        ),
+        (
+            {CONF_CA_CERT: "ca_pem", CONF_CLIENT_KEY: "client_key_pem"},
+            None,
+            {"base": "client_cert_and_key"},
+        ),
+        (
+            {**PEM_UPLOADS, CONF_CLIENT_KEY: "other_client_key_pem"},
+            None,
+            {"base": "client_key_mismatch"},
+        ),
+        ({**PEM_UPLOADS, CONF_CA_CERT: "other_ca_pem"}, None, {"base": "tls_error"}),
+        (
+            {k: v for k, v in PEM_UPLOADS.items() if k != CONF_CA_CERT},
+            None,
+            {"base": "tls_error"},
+        ),
+        ({CONF_CA_CERT: "ca_pem"}, None, {"base": "tls_error"}),
+        (
+            {
+                CONF_CA_CERT: "ca_pem",
+                CONF_CLIENT_CERT: "other_client_cert_pem",
+                CONF_CLIENT_KEY: "other_client_key_pem",
+            },
+            None,
+            {"base": "tls_error"},
+        ),
+    ],
+    ids=[
+        "bad_ca",
+        "bad_cert",
+        "bad_key",
+        "encrypted_key_no_password",
+        "encrypted_key_wrong_password",
+        "password_for_plain_key",
+        "cert_without_key",
+        "key_without_cert",
+        "key_not_the_certs",
+        "other_ca",
+        "system_ca",
+        "no_client_cert",
+        "client_cert_of_other_ca",
+    ],
+)
+async def test_tls_errors(
+    hass: HomeAssistant,
+    tls_broker: Mosquitto,
+    pki: Pki,
+    upload: Upload,
+    files: dict[str, str | bytes],
+    key_password: str | None,
+    errors: dict[str, str],
+) -> None:
+    """Bad uploads and certificates the broker refuses show errors; good ones finish."""
+    result = await start_user_flow(hass, tls_broker.url)
+    form = uploads(upload, pki, files) | {CONF_VERIFY_HOSTNAME: True}
+    if key_password:
+        form[CONF_KEY_PASSWORD] = key_password
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "tls"
+    assert result["errors"] == errors
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        uploads(upload, pki, PEM_UPLOADS) | {CONF_VERIFY_HOSTNAME: True},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_CLIENT_CERT] == pki.client_cert_pem
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_tls_upload_gone(
+    hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki, upload: Upload
+) -> None:
+    """A file id the upload store does not know is an invalid file."""
+    result = await start_user_flow(hass, tls_broker.url)
+    form = uploads(upload, pki, PEM_UPLOADS) | {CONF_VERIFY_HOSTNAME: True}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], form | {CONF_CA_CERT: str(uuid.uuid4())}
+    )
+
+    assert result["errors"] == {CONF_CA_CERT: "invalid_ca_cert"}
+
+
+async def test_reconfigure_to_other_broker(
+    hass: HomeAssistant, plain_broker: Mosquitto, password_broker: Mosquitto
+) -> None:
+    """Reconfiguring to another broker changes the unique id, title and data."""
+    entry = broker_entry(plain_broker, **{CONF_USERNAME: "old", CONF_PASSWORD: "pw"})
+    entry.add_to_hass(hass)
+
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    assert suggested(result, CONF_URL) == plain_broker.url
+    assert suggested(result, CONF_USERNAME) == "old"
+    assert suggested(result, CONF_PASSWORD) is None
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_URL: password_broker.url,
+            CONF_USERNAME: "cloudsync",
+            CONF_PASSWORD: "s3cret-pw",
+            CONF_CLIENT_ID: "cloudsync-0123456789ab",
+            CONF_PROTOCOL: "5",
+        },
+    )
+
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.unique_id == password_broker.url
+    assert entry.title == f"127.0.0.1:{password_broker.port}"
+    assert entry.data == {
+        CONF_URL: password_broker.url,
+        CONF_USERNAME: "cloudsync",
+        CONF_PASSWORD: "s3cret-pw",
+        CONF_CLIENT_ID: "cloudsync-0123456789ab",
+        CONF_PROTOCOL: "5",
+    }
+
+
+async def test_reconfigure_already_configured(
+    hass: HomeAssistant, plain_broker: Mosquitto, password_broker: Mosquitto
+) -> None:
+    """Reconfiguring to a broker another entry has aborts and changes nothing."""
+    entry = broker_entry(plain_broker)
+    entry.add_to_hass(hass)
+    broker_entry(password_broker).add_to_hass(hass)
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: password_broker.url, CONF_PROTOCOL: "3.1.1"}
+    )
+
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert entry.unique_id == plain_broker.url
+
+
+@pytest.mark.parametrize(
+    ("bad_url", "errors"),
+    [("mqtt://", {CONF_URL: "invalid_url"}), (None, {"base": "cannot_connect"})],
+)
+async def test_reconfigure_errors(
+    hass: HomeAssistant,
+    password_broker: Mosquitto,
+    bad_url: str | None,
+    errors: dict[str, str],
+) -> None:
+    """Errors show on the reconfigure form; an empty password keeps the stored one."""
+    entry = broker_entry(
+        password_broker, **{CONF_USERNAME: "cloudsync", CONF_PASSWORD: "s3cret-pw"}
+    )
+    entry.add_to_hass(hass)
+    form = {CONF_USERNAME: "cloudsync", CONF_PROTOCOL: "3.1.1"}
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], form | {CONF_URL: bad_url or closed_url()}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    assert result["errors"] == errors
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], form | {CONF_URL: f"127.0.0.1:{password_broker.port}"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.unique_id == password_broker.url
+    assert entry.data[CONF_PASSWORD] == "s3cret-pw"
+    assert CLIENT_ID_RE.fullmatch(entry.data[CONF_CLIENT_ID])
+
+
+async def test_reconfigure_new_user_needs_password(
+    hass: HomeAssistant, password_broker: Mosquitto
+) -> None:
+    """The stored password is not sent for another username."""
+    entry = broker_entry(
+        password_broker, **{CONF_USERNAME: "cloudsync", CONF_PASSWORD: "s3cret-pw"}
+    )
+    entry.add_to_hass(hass)
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_URL: password_broker.url, CONF_USERNAME: "other", CONF_PROTOCOL: "5"},
+    )
+
+    assert result["errors"] == {"base": "invalid_auth"}
+    assert entry.data[CONF_USERNAME] == "cloudsync"
+
+
+async def test_reconfigure_tls(
+    hass: HomeAssistant,
+    plain_broker: Mosquitto,
+    tls_broker: Mosquitto,
+    pki: Pki,
+    upload: Upload,
+) -> None:
+    """Moving to a TLS broker asks for certificates; a later run keeps them."""
+    entry = broker_entry(plain_broker)
+    entry.add_to_hass(hass)
+    form = {CONF_URL: tls_broker.url, CONF_PROTOCOL: "3.1.1"}
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure_tls"
+    assert suggested(result, CONF_VERIFY_HOSTNAME) is True
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        uploads(upload, pki, PEM_UPLOADS) | {CONF_VERIFY_HOSTNAME: False},
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.unique_id == tls_broker.url
+    assert entry.data[CONF_CLIENT_KEY] == pki.client_key_pem
+    assert entry.data[CONF_VERIFY_HOSTNAME] is False
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert suggested(result, CONF_VERIFY_HOSTNAME) is False
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_VERIFY_HOSTNAME: True}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_CA_CERT] == pki.ca_pem
+    assert entry.data[CONF_CLIENT_CERT] == pki.client_cert_pem
+    assert entry.data[CONF_CLIENT_KEY] == pki.client_key_pem
+    assert entry.data[CONF_VERIFY_HOSTNAME] is True
+
+
+async def test_reconfigure_tls_new_key(
+    hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki, upload: Upload
+) -> None:
+    """A newly uploaded key replaces the stored key and its password."""
+    entry = broker_entry(
+        tls_broker,
+        **{
+            CONF_CA_CERT: pki.ca_pem,
+            CONF_CLIENT_CERT: pki.client_cert_pem,
+            CONF_CLIENT_KEY: pki.client_key_encrypted_pem,
+            CONF_KEY_PASSWORD: pki.client_key_password,
+            CONF_VERIFY_HOSTNAME: True,
+        },
+    )
+    entry.add_to_hass(hass)
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: tls_broker.url, CONF_PROTOCOL: "3.1.1"}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_CLIENT_KEY: upload(pki.client_key_der), CONF_VERIFY_HOSTNAME: True},
+    )
+
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_CLIENT_KEY] == pki.client_key_pem
+    assert CONF_KEY_PASSWORD not in entry.data
+
+
+async def test_reauth(hass: HomeAssistant, password_broker: Mosquitto) -> None:
+    """Reauth refuses wrong credentials, then stores the right ones."""
+    entry = broker_entry(
+        password_broker, **{CONF_USERNAME: "cloudsync", CONF_PASSWORD: "old"}
+    )
+    entry.add_to_hass(hass)
+
+    result = await entry.start_reauth_flow(hass)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reauth_confirm"
+    assert result["description_placeholders"][CONF_URL] == password_broker.url
+    assert suggested(result, CONF_USERNAME) == "cloudsync"
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_USERNAME: "cloudsync", CONF_PASSWORD: "wrong"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "invalid_auth"}
+    assert entry.data[CONF_PASSWORD] == "old"
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_USERNAME: "cloudsync", CONF_PASSWORD: "s3cret-pw"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert entry.data == {
+        CONF_URL: password_broker.url,
+        CONF_CLIENT_ID: "cloudsync-0123456789ab",
+        CONF_PROTOCOL: "3.1.1",
+        CONF_USERNAME: "cloudsync",
+        CONF_PASSWORD: "s3cret-pw",
+    }
+
+
+async def test_reauth_tls(hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki) -> None:
+    """Reauth of a TLS entry keeps its certificates and probes with them."""
+    tls_data = {
+        CONF_CA_CERT: pki.ca_pem,
+        CONF_CLIENT_CERT: pki.client_cert_pem,
+        CONF_CLIENT_KEY: pki.client_key_pem,
+        CONF_VERIFY_HOSTNAME: True,
+    }
+    entry = broker_entry(tls_broker, **tls_data)
+    entry.add_to_hass(hass)
+
+    result = await entry.start_reauth_flow(hass)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+
+    assert result["reason"] == "reauth_successful"
+    assert entry.data[CONF_CLIENT_KEY] == pki.client_key_pem
+
+
+async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
+    """The options flow stores QoS and keepalive as integers."""
+    entry = broker_entry(plain_broker)
+    entry.add_to_hass(hass)
+
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "init"
+    assert suggested(result, CONF_QOS) == "0"
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_QOS: "2", CONF_RETAIN: True, CONF_KEEPALIVE: 120.0}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options == {CONF_QOS: 2, CONF_RETAIN: True, CONF_KEEPALIVE: 120}
+
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert suggested(result, CONF_QOS) == "2"
+    assert suggested(result, CONF_KEEPALIVE) == 120
