@@ -695,10 +695,23 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
     assert suggested(result, CONF_QOS) == "0"
 
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_QOS: "2", CONF_RETAIN: True, CONF_KEEPALIVE: 120.0}
+        result["flow_id"],
+        {
+            CONF_QOS: "2",
+            CONF_RETAIN: True,
+            CONF_KEEPALIVE: 120.0,
+            "state_interval": 2.5,
+            "allow_local_unauthenticated": True,
+        },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options == {CONF_QOS: 2, CONF_RETAIN: True, CONF_KEEPALIVE: 120}
+    assert entry.options == {
+        CONF_QOS: 2,
+        CONF_RETAIN: True,
+        CONF_KEEPALIVE: 120,
+        "state_interval": 2.5,
+        "allow_local_unauthenticated": True,
+    }
 
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert suggested(result, CONF_QOS) == "2"

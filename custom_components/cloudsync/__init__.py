@@ -23,12 +23,13 @@ from .client import (
     build_ssl_context,
 )
 from .const import CONNECT_TIMEOUT, DOMAIN, signal_connection
+from .events import async_setup_events
 from .http import async_register_views
 from .models import CloudSyncConfigEntry, CloudSyncData
 from .services import async_setup_services
 from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
 
-PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR]
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
@@ -94,6 +95,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
     )
     entry.async_on_unload(connection.disconnect)
     entry.async_on_unload(registry.async_flush)
+    entry.async_on_unload(async_setup_events(hass, entry))
 
     async def _on_stop(_event: Event) -> None:
         await connection.disconnect()

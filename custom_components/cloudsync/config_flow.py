@@ -47,16 +47,19 @@ from .const import (
     CONF_CLIENT_CERT,
     CONF_CLIENT_ID,
     CONF_CLIENT_KEY,
+    CONF_ALLOW_LOCAL_UNAUTHENTICATED,
     CONF_KEEPALIVE,
     CONF_KEY_PASSWORD,
     CONF_PROTOCOL,
     CONF_QOS,
     CONF_RETAIN,
+    CONF_STATE_INTERVAL,
     CONF_URL,
     CONF_VERIFY_HOSTNAME,
     DEFAULT_KEEPALIVE,
     DEFAULT_QOS,
     DEFAULT_RETAIN,
+    DEFAULT_STATE_INTERVAL,
     DOMAIN,
     LOGGER,
 )
@@ -125,6 +128,21 @@ OPTIONS_SCHEMA = vol.Schema(
             ),
             vol.Coerce(int),
         ),
+        vol.Required(CONF_STATE_INTERVAL, default=DEFAULT_STATE_INTERVAL): vol.All(
+            NumberSelector(
+                NumberSelectorConfig(
+                    min=0,
+                    max=3600,
+                    step=0.1,
+                    mode=NumberSelectorMode.BOX,
+                    unit_of_measurement="s",
+                )
+            ),
+            vol.Coerce(float),
+        ),
+        vol.Required(
+            CONF_ALLOW_LOCAL_UNAUTHENTICATED, default=False
+        ): BooleanSelector(),
     }
 )
 

@@ -20,10 +20,15 @@ CONF_VERIFY_HOSTNAME: Final = "verify_hostname"
 CONF_QOS: Final = "qos"
 CONF_RETAIN: Final = "retain"
 CONF_KEEPALIVE: Final = "keepalive"
+CONF_STATE_INTERVAL: Final = "state_interval"
+CONF_ALLOW_LOCAL_UNAUTHENTICATED: Final = "allow_local_unauthenticated"
 
 DEFAULT_QOS: Final = 0
 DEFAULT_RETAIN: Final = False
 DEFAULT_KEEPALIVE: Final = 60
+DEFAULT_STATE_INTERVAL: Final = 1.0
+
+EVENT_MESSAGE_RECEIVED: Final = "cloudsync_message_received"
 
 CONNECT_TIMEOUT: Final = 10.0
 

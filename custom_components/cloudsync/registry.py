@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -51,6 +51,15 @@ class LatestData:
     retain: bool
 
 
+@dataclass(slots=True, frozen=True)
+class SensorOptions:
+    """How a subscription's sensor shows the payload (like HA's MQTT sensor)."""
+
+    value_template: str | None = None
+    unit_of_measurement: str | None = None
+    device_class: str | None = None
+
+
 @dataclass(slots=True)
 class Subscription:
     """One filter subscribed at the broker and the apps that asked for it."""
@@ -58,11 +67,15 @@ class Subscription:
     topic_filter: str
     qos: int
     apps: set[str]
+    sensor: SensorOptions = SensorOptions()
 
 
-class _StoredSubscription(TypedDict):
+class _StoredSubscription(TypedDict, total=False):
     qos: int
     apps: list[str]
+    value_template: str | None
+    unit_of_measurement: str | None
+    device_class: str | None
 
 
 class _StoredData(TypedDict):
@@ -113,15 +126,30 @@ class SubscriptionRegistry:
         """Restore stored subscriptions and have the connection subscribe them."""
         stored = await self._store.async_load()
         for topic_filter, item in (stored or {}).get("subscriptions", {}).items():
-            self._add(Subscription(topic_filter, item["qos"], set(item["apps"])))
+            sensor = SensorOptions(
+                item.get("value_template"),
+                item.get("unit_of_measurement"),
+                item.get("device_class"),
+            )
+            self._add(Subscription(topic_filter, item["qos"], set(item["apps"]), sensor))
             self._connection.track(topic_filter, item["qos"])
 
     async def async_flush(self) -> None:
         """Write pending changes now (on unload) so no delayed save lingers."""
         await self._store.async_save(self._data_to_save())
 
-    async def async_subscribe(self, app_id: str, topic_filter: str, qos: int) -> bool:
-        """Subscribe an app; return True when the filter was new at the broker."""
+    async def async_subscribe(
+        self,
+        app_id: str,
+        topic_filter: str,
+        qos: int,
+        *,
+        sensor: SensorOptions | None = None,
+    ) -> bool:
+        """Subscribe an app; return True when the filter was new at the broker.
+
+        ``sensor`` replaces the filter's sensor options when given.
+        """
         validate_filter(topic_filter)
         async with self._lock:
             existing = self._subscriptions.get(topic_filter)
@@ -129,10 +157,13 @@ class SubscriptionRegistry:
                 await self._connection.subscribe(topic_filter, qos)
             self._apps.add(app_id)
             if existing is None:
-                self._add(Subscription(topic_filter, qos, {app_id}))
+                self._add(
+                    Subscription(topic_filter, qos, {app_id}, sensor or SensorOptions())
+                )
             else:
                 existing.qos = max(existing.qos, qos)
                 existing.apps.add(app_id)
+                existing.sensor = sensor or existing.sensor
             self._store.async_delay_save(self._data_to_save, SAVE_DELAY)
         self._notify_subscription(self._subscriptions[topic_filter], added=True)
         return existing is None
@@ -245,7 +276,11 @@ class SubscriptionRegistry:
     def _data_to_save(self) -> _StoredData:
         return {
             "subscriptions": {
-                sub.topic_filter: {"qos": sub.qos, "apps": sorted(sub.apps)}
+                sub.topic_filter: {
+                    "qos": sub.qos,
+                    "apps": sorted(sub.apps),
+                    **{k: v for k, v in asdict(sub.sensor).items() if v is not None},
+                }
                 for sub in self._subscriptions.values()
             }
         }

@@ -55,6 +55,7 @@ type TaskFactory = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]
 MAX_PACKET_SIZE = 268_435_455
 RESUBSCRIBE_BATCH = 100
 MISC_INTERVAL = 1.0
+MAX_PACKETS_PER_READ = 500
 # CONNACK codes (v3 return codes mapped by paho, and v5 reason codes) meaning bad credentials.
 _AUTH_REASONS = {
     "Bad user name or password",
@@ -322,13 +323,30 @@ class BrokerConnection:
             self._schedule_misc(mqttc)
 
     def _on_readable(self, mqttc: mqtt.Client) -> None:
-        """Read what arrived, including TLS records already buffered in the SSL object."""
-        rc = mqttc.loop_read()
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            sock = mqttc.socket()
-            if not isinstance(sock, ssl.SSLSocket) or not sock.pending():
+        """Read every packet that arrived, up to a bound, then yield to the loop.
+
+        paho's public ``loop_read`` handles one packet per call when nothing is in
+        flight, which makes a burst cost one event-loop turn per message (brokers drop
+        messages for clients that lag) and leaves TLS records buffered in the SSL object
+        unread. paho's own loop calls ``_packet_read`` until it reports no more data;
+        so does this (paho is pinned below 3).
+        """
+        for _ in range(MAX_PACKETS_PER_READ):
+            rc = mqttc._packet_read()  # noqa: SLF001
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 break
-            rc = mqttc.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                mqttc._loop_rc_handle(rc)  # noqa: SLF001
+                return
+            if mqttc.socket() is None:
+                return
+        else:
+            if self._loop is not None and mqttc is self._mqttc:
+                # More may sit in the SSL buffer, where the selector cannot see it.
+                self._loop.call_soon(self._on_readable, mqttc)
+        if mqttc.want_write():
+            # Send the PUBACKs now: the broker's in-flight window waits for them.
+            mqttc.loop_write()
 
     def _on_writable(self, mqttc: mqtt.Client) -> None:
         """Write queued packets."""
