@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.cloudsync.const import CONF_CLIENT_ID, CONF_URL, DOMAIN
-from homeassistant.core import HomeAssistant
 from tests.mosquitto import Mosquitto
 from tests.pki import Pki
 
@@ -20,7 +20,10 @@ def entry_for(
     **data: Any,
 ) -> MockConfigEntry:
     """Return a config entry for a test broker with working credentials."""
-    base: dict[str, Any] = {CONF_URL: broker.url, CONF_CLIENT_ID: f"cloudsync-{broker.port}"}
+    base: dict[str, Any] = {
+        CONF_URL: broker.url,
+        CONF_CLIENT_ID: f"cloudsync-{broker.port}",
+    }
     if broker.kind == "password":
         base |= {"username": broker.username, "password": broker.password}
     if broker.kind == "tls" and pki is not None:

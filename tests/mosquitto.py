@@ -6,16 +6,16 @@ import _socket  # the C socket type: pytest-socket only guards socket.socket
 import asyncio
 import atexit
 import contextlib
+from dataclasses import dataclass
+from pathlib import Path
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, Self
+import uuid
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,7 +27,7 @@ BrokerKind = Literal["plain", "tls", "password"]
 
 HOST = "127.0.0.1"
 DEFAULT_USERNAME = "cloudsync"
-DEFAULT_PASSWORD = "s3cret-pw"  # noqa: S105 - test broker credential
+DEFAULT_PASSWORD = "s3cret-pw"
 START_TIMEOUT = 10.0
 CLI_TIMEOUT = 10.0
 _POLL = 0.02
@@ -72,7 +72,7 @@ class Mosquitto:
 
     host = HOST
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         kind: BrokerKind = "plain",
         *,
@@ -142,7 +142,7 @@ class Mosquitto:
         path = self._dir / "passwords"
         assert self.username is not None
         assert self.password is not None
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [
                 _tool("mosquitto_passwd"),
                 "-b",
@@ -194,7 +194,7 @@ class Mosquitto:
             raise RuntimeError(msg)
         offset = self.log_offset()
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(  # noqa: S603
+            self._proc = subprocess.Popen(
                 [_tool("mosquitto"), "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -274,7 +274,7 @@ class Mosquitto:
         self._signal(signal.SIGCONT)
         if (proc := self._signal(signal.SIGTERM)) is not None:
             deadline = time.monotonic() + timeout
-            while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            while proc.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(_POLL)
         self.kill()
 
@@ -415,12 +415,12 @@ async def _kill_process(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
-async def mqtt_publish(  # noqa: PLR0913
+async def mqtt_publish(
     broker: Mosquitto,
     topic: str,
     payload: bytes | str,
     qos: int = 0,
-    retain: bool = False,  # noqa: FBT001, FBT002
+    retain: bool = False,
     *,
     auth: CliAuth | None = None,
     extra_args: Sequence[str] = (),
@@ -454,7 +454,7 @@ async def mqtt_publish(  # noqa: PLR0913
 class MqttSubscriber:
     """A mosquitto_sub process whose subscription is active inside `async with`."""
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         broker: Mosquitto,
         topic: str | Sequence[str],
@@ -596,13 +596,13 @@ class MqttSubscriber:
                 raise AssertionError(msg)
 
 
-async def mqtt_subscribe_collect(  # noqa: PLR0913
+async def mqtt_subscribe_collect(
     broker: Mosquitto,
     topic: str | Sequence[str],
     count: int,
     timeout: float = CLI_TIMEOUT,
     *,
-    hex_payload: bool = False,  # noqa: ARG001 - payloads are always exact bytes
+    hex_payload: bool = False,
     extra_args: Sequence[str] = (),
     auth: CliAuth | None = None,
     qos: int = 0,

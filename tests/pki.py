@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import datetime
 import ipaddress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 CLIENT_CN = "cloudsync-test-client"
 OTHER_CLIENT_CN = "cloudsync-other-client"
-CLIENT_KEY_PASSWORD = "key-pass"  # noqa: S105 - test fixture secret
+CLIENT_KEY_PASSWORD = "key-pass"
 
 _PEM = serialization.Encoding.PEM
 _DER = serialization.Encoding.DER

@@ -6,8 +6,8 @@ import re
 import ssl
 from typing import TYPE_CHECKING
 
-import pytest
 from cryptography import x509
+import pytest
 
 from tests.mosquitto import (
     CliAuth,
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from tests.mosquitto import BrokerFactory, Mosquitto
 
 BINARY = b"\x00\x01binary\x00\xff\n\x00"
-WRONG_PASSWORD = "wrong"  # noqa: S105
+WRONG_PASSWORD = "wrong"
 
 
 def test_pki_material(pki: Pki, pki_files: dict[str, Path]) -> None:
@@ -90,7 +90,7 @@ async def test_tls_refuses_other_ca(tls_broker: Mosquitto) -> None:
 async def test_password_broker(password_broker: Mosquitto) -> None:
     """The right password works; a wrong one and no credentials are refused."""
     assert password_broker.username == "cloudsync"
-    assert password_broker.password == "s3cret-pw"  # noqa: S105
+    assert password_broker.password == "s3cret-pw"
     async with MqttSubscriber(password_broker, "smoke/pw") as sub:
         await mqtt_publish(password_broker, "smoke/pw", b"ok")
         assert (await sub.message()).payload == b"ok"

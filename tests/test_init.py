@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from custom_components.cloudsync.const import DOMAIN
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
+
+from custom_components.cloudsync.const import DOMAIN
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import BrokerFactory, Mosquitto, free_port
 from tests.pki import Pki
@@ -40,7 +40,10 @@ async def test_setup_and_unload(hass: HomeAssistant, plain_broker: Mosquitto) ->
     assert device is not None
     assert device.name == entry.title
     entity_id = _connection_entity(hass, entry.entry_id)
-    assert entity_id == f"binary_sensor.{entry.title.replace('.', '_').replace(':', '_')}_connection"
+    assert (
+        entity_id
+        == f"binary_sensor.{entry.title.replace('.', '_').replace(':', '_')}_connection"
+    )
     assert hass.states.get(entity_id).state == STATE_ON
     connection = entry.runtime_data.connection
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -56,9 +59,9 @@ async def test_unreachable_broker_is_not_ready(hass: HomeAssistant) -> None:
     assert "Cannot connect" in (entry.reason or "")
 
 
-def entry_for_port(port: int):  # noqa: ANN201
+def entry_for_port(port: int):
     """Return an entry for a port nothing listens on."""
-    from tests.mosquitto import Mosquitto as _M  # noqa: PLC0415
+    from tests.mosquitto import Mosquitto as _M
 
     broker = _M("plain", port=port)
     entry = entry_for(broker)
@@ -104,7 +107,7 @@ async def test_connection_sensor_follows_broker(
     broker = broker_factory()
     entry = await setup_entry(hass, entry_for(broker))
     connection = entry.runtime_data.connection
-    connection._backoff_min, connection._backoff_max = 0.1, 0.5  # noqa: SLF001
+    connection._backoff_min, connection._backoff_max = 0.1, 0.5
     entity_id = _connection_entity(hass, entry.entry_id)
     await broker.async_stop()
     await _wait_state(hass, entity_id, STATE_OFF)
@@ -128,9 +131,9 @@ async def test_unload_while_reconnecting(
 
 async def test_diagnostics_redact_secrets(
     hass: HomeAssistant, password_broker: Mosquitto, hass_client
-) -> None:  # noqa: ANN001
+) -> None:
     """Diagnostics show state and configuration without passwords or keys."""
-    from pytest_homeassistant_custom_component.components.diagnostics import (  # noqa: PLC0415
+    from pytest_homeassistant_custom_component.components.diagnostics import (
         get_diagnostics_for_config_entry,
     )
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 import pytest
+from pytest_homeassistant_custom_component.common import async_capture_events
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.cloudsync.const import DOMAIN, EVENT_MESSAGE_RECEIVED
 from custom_components.cloudsync.registry import SensorOptions
-from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import async_capture_events
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import BrokerFactory, Mosquitto, mqtt_publish
 
@@ -79,23 +79,35 @@ async def test_sensor_created_updated_and_removed(
     assert _sensor_id(hass, entry.entry_id, "sensors/+/temp") is None
 
 
-async def test_long_payload_truncated(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
+async def test_long_payload_truncated(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
     """A payload over 255 characters is cut and flagged."""
-    entry = await setup_entry(hass, entry_for(plain_broker, options={"state_interval": 0}))
+    entry = await setup_entry(
+        hass, entry_for(plain_broker, options={"state_interval": 0})
+    )
     entity_id = await _subscribed_sensor(hass, entry, "long/text")
     text = "é" + "x" * 400
-    state = await _publish_and_wait(hass, plain_broker, entity_id, "long/text", text.encode())
+    state = await _publish_and_wait(
+        hass, plain_broker, entity_id, "long/text", text.encode()
+    )
     assert state.state == text[:255]
     assert state.attributes["truncated"] is True
     assert state.attributes["payload_length"] == len(text.encode())
 
 
-async def test_binary_payload_described(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
+async def test_binary_payload_described(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
     """Binary payloads show size and media type instead of bytes."""
-    entry = await setup_entry(hass, entry_for(plain_broker, options={"state_interval": 0}))
+    entry = await setup_entry(
+        hass, entry_for(plain_broker, options={"state_interval": 0})
+    )
     entity_id = await _subscribed_sensor(hass, entry, "camera/snapshot")
     image = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-    state = await _publish_and_wait(hass, plain_broker, entity_id, "camera/snapshot", image)
+    state = await _publish_and_wait(
+        hass, plain_broker, entity_id, "camera/snapshot", image
+    )
     assert state.state == f"binary, {len(image)} bytes"
     assert state.attributes["payload_type"] == "image/png"
 
@@ -104,7 +116,9 @@ async def test_value_template_unit_and_device_class(
     hass: HomeAssistant, plain_broker: Mosquitto
 ) -> None:
     """A value template extracts a number from JSON; unit and device class apply."""
-    entry = await setup_entry(hass, entry_for(plain_broker, options={"state_interval": 0}))
+    entry = await setup_entry(
+        hass, entry_for(plain_broker, options={"state_interval": 0})
+    )
     options = SensorOptions("{{ value_json.temp }}", "°C", "temperature")
     entity_id = await _subscribed_sensor(hass, entry, "json/room", sensor=options)
     state = await _publish_and_wait(
@@ -113,7 +127,9 @@ async def test_value_template_unit_and_device_class(
     assert float(state.state) == 19.25
     assert state.attributes["unit_of_measurement"] == "°C"
     assert state.attributes["device_class"] == "temperature"
-    state = await _publish_and_wait(hass, plain_broker, entity_id, "json/room", b'{"hum": 41}')
+    state = await _publish_and_wait(
+        hass, plain_broker, entity_id, "json/room", b'{"hum": 41}'
+    )
     assert state.state == "unknown"
     assert "not a number" in state.attributes["value_error"]
 
@@ -131,7 +147,13 @@ async def test_burst_is_coalesced(
     changes = async_capture_events(hass, EVENT_STATE_CHANGED)
     lines = "\n".join(str(i) for i in range(5000)) + "\n"
     proc = await asyncio.create_subprocess_exec(
-        "mosquitto_pub", *broker.cli_args(), "-t", "burst/topic", "-q", "1", "-l",
+        "mosquitto_pub",
+        *broker.cli_args(),
+        "-t",
+        "burst/topic",
+        "-q",
+        "1",
+        "-l",
         stdin=asyncio.subprocess.PIPE,
     )
     await proc.communicate(lines.encode())

@@ -354,7 +354,7 @@ async def test_broker_stopped(
     entry = await _async_setup_entry(hass, broker)
     await broker.async_stop()
     async with asyncio.timeout(5):
-        while entry.runtime_data.connection.connected:  # noqa: ASYNC110
+        while entry.runtime_data.connection.connected:
             await asyncio.sleep(0.02)
     for service in ("publish", "subscribe"):
         with pytest.raises(HomeAssistantError) as err:

@@ -26,8 +26,8 @@ from .const import CONNECT_TIMEOUT, DOMAIN, signal_connection
 from .events import async_setup_events
 from .http import async_register_views
 from .models import CloudSyncConfigEntry, CloudSyncData
-from .services import async_setup_services
 from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
+from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)

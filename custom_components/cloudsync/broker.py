@@ -114,7 +114,11 @@ def resolve_broker(hass: HomeAssistant, text: str | None) -> CloudSyncConfigEntr
             e for e in entries if parse_broker_url(e.data[CONF_URL]).host == url.host
         ]
     if not candidates:
-        msg = f"no broker {text!r} is configured in CloudSync" if text else "no broker is configured"
+        msg = (
+            f"no broker {text!r} is configured in CloudSync"
+            if text
+            else "no broker is configured"
+        )
         raise UnknownBrokerError(msg)
     if len(candidates) > 1:
         urls = ", ".join(sorted(e.data[CONF_URL] for e in candidates))
@@ -126,6 +130,8 @@ def resolve_broker(hass: HomeAssistant, text: str | None) -> CloudSyncConfigEntr
 def loaded(entry: CloudSyncConfigEntry) -> CloudSyncConfigEntry:
     """Return the entry if it is set up, else raise BrokerNotLoadedError."""
     if entry.state is not ConfigEntryState.LOADED:
-        msg = f"the broker {entry.data[CONF_URL]} is not connected ({entry.state.value})"
+        msg = (
+            f"the broker {entry.data[CONF_URL]} is not connected ({entry.state.value})"
+        )
         raise BrokerNotLoadedError(msg)
     return entry

@@ -43,11 +43,11 @@ from .client import (
     private_key_to_pem,
 )
 from .const import (
+    CONF_ALLOW_LOCAL_UNAUTHENTICATED,
     CONF_CA_CERT,
     CONF_CLIENT_CERT,
     CONF_CLIENT_ID,
     CONF_CLIENT_KEY,
-    CONF_ALLOW_LOCAL_UNAUTHENTICATED,
     CONF_KEEPALIVE,
     CONF_KEY_PASSWORD,
     CONF_PROTOCOL,

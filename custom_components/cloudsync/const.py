@@ -14,7 +14,7 @@ CONF_PROTOCOL: Final = "protocol"
 CONF_CA_CERT: Final = "ca_cert"
 CONF_CLIENT_CERT: Final = "client_cert"
 CONF_CLIENT_KEY: Final = "client_key"
-CONF_KEY_PASSWORD: Final = "key_password"
+CONF_KEY_PASSWORD: Final = "key_password"  # noqa: S105 - a config key
 CONF_VERIFY_HOSTNAME: Final = "verify_hostname"
 
 CONF_QOS: Final = "qos"

@@ -11,7 +11,9 @@ from .registry import LatestData
 
 
 @callback
-def async_setup_events(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> CALLBACK_TYPE:
+def async_setup_events(
+    hass: HomeAssistant, entry: CloudSyncConfigEntry
+) -> CALLBACK_TYPE:
     """Fire an event per received message; return the function that stops it."""
     broker = str(entry.runtime_data.url)
 

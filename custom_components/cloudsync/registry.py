@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
-
-from paho.mqtt.matcher import MQTTMatcher
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
+from paho.mqtt.client import topic_matches_sub
+from paho.mqtt.matcher import MQTTMatcher
 
 from .client import (
     BrokerConnection,
@@ -67,7 +67,7 @@ class Subscription:
     topic_filter: str
     qos: int
     apps: set[str]
-    sensor: SensorOptions = SensorOptions()
+    sensor: SensorOptions = field(default_factory=SensorOptions)
 
 
 class _StoredSubscription(TypedDict, total=False):
@@ -80,6 +80,23 @@ class _StoredSubscription(TypedDict, total=False):
 
 class _StoredData(TypedDict):
     subscriptions: dict[str, _StoredSubscription]
+
+
+class _FilterTrie:
+    """Typed face of paho's MQTTMatcher, a trie of topic filters."""
+
+    def __init__(self) -> None:
+        self._matcher = MQTTMatcher()  # type: ignore[no-untyped-call]
+
+    def __setitem__(self, topic_filter: str, subscription: Subscription) -> None:
+        self._matcher[topic_filter] = subscription
+
+    def __delitem__(self, topic_filter: str) -> None:
+        del self._matcher[topic_filter]  # type: ignore[no-untyped-call]
+
+    def iter_match(self, topic: str) -> Iterator[Subscription]:
+        """Yield the subscriptions whose filter matches a concrete topic."""
+        return self._matcher.iter_match(topic)  # type: ignore[no-any-return,no-untyped-call]
 
 
 type MessageListener = Callable[[LatestData], None]
@@ -100,7 +117,7 @@ class SubscriptionRegistry:
         )
         self._lock = asyncio.Lock()
         self._subscriptions: dict[str, Subscription] = {}
-        self._matcher = MQTTMatcher()
+        self._matcher = _FilterTrie()
         self._latest: dict[str, LatestData] = {}
         self._apps: set[str] = set()
         self._message_listeners: list[MessageListener] = []
@@ -125,13 +142,15 @@ class SubscriptionRegistry:
     async def async_load(self) -> None:
         """Restore stored subscriptions and have the connection subscribe them."""
         stored = await self._store.async_load()
-        for topic_filter, item in (stored or {}).get("subscriptions", {}).items():
+        for topic_filter, item in (stored["subscriptions"] if stored else {}).items():
             sensor = SensorOptions(
                 item.get("value_template"),
                 item.get("unit_of_measurement"),
                 item.get("device_class"),
             )
-            self._add(Subscription(topic_filter, item["qos"], set(item["apps"]), sensor))
+            self._add(
+                Subscription(topic_filter, item["qos"], set(item["apps"]), sensor)
+            )
             self._connection.track(topic_filter, item["qos"])
 
     async def async_flush(self) -> None:
@@ -212,9 +231,7 @@ class SubscriptionRegistry:
             subscription = self._subscriptions.get(topic)
             if subscription is None or app_id not in subscription.apps:
                 raise NotSubscribedError(_not_subscribed(topic))
-            return max(
-                self._matching(topic), key=lambda data: data.received, default=None
-            )
+            return self.latest_for_filter(topic)
         validate_topic(topic)
         if not any(app_id in sub.apps for sub in self._matcher.iter_match(topic)):
             raise NotSubscribedError(_not_subscribed(topic))
@@ -222,15 +239,23 @@ class SubscriptionRegistry:
 
     def latest_for_filter(self, topic_filter: str) -> LatestData | None:
         """Return the newest message on any topic matching a filter."""
-        return max(
-            self._matching(topic_filter), key=lambda data: data.received, default=None
-        )
+        newest: LatestData | None = None
+        for data in self._latest.values():
+            if topic_matches_sub(topic_filter, data.topic) and (
+                newest is None or data.received >= newest.received
+            ):
+                newest = data
+        return newest
 
     @callback
     def handle_message(self, message: ReceivedMessage) -> None:
         """Record a message from the broker and tell the listeners."""
         data = LatestData(
-            message.topic, message.payload, dt_util.utcnow(), message.qos, message.retain
+            message.topic,
+            message.payload,
+            dt_util.utcnow(),
+            message.qos,
+            message.retain,
         )
         self._latest[message.topic] = data
         for listener in self._message_listeners:
@@ -243,20 +268,16 @@ class SubscriptionRegistry:
         return lambda: self._message_listeners.remove(listener)
 
     @callback
-    def add_subscription_listener(self, listener: SubscriptionListener) -> CALLBACK_TYPE:
+    def add_subscription_listener(
+        self, listener: SubscriptionListener
+    ) -> CALLBACK_TYPE:
         """Call ``listener(subscription, added)`` on subscription changes."""
         self._subscription_listeners.append(listener)
         return lambda: self._subscription_listeners.remove(listener)
 
     def filters_matching(self, topic: str) -> Iterator[Subscription]:
         """Yield the subscriptions whose filter matches a concrete topic."""
-        return self._matcher.iter_match(topic)  # type: ignore[no-any-return]
-
-    def _matching(self, topic_filter: str) -> Iterator[LatestData]:
-        """Yield the latest data of every topic a filter matches."""
-        single = MQTTMatcher()
-        single[topic_filter] = True
-        return (data for data in self._latest.values() if any(single.iter_match(data.topic)))
+        return self._matcher.iter_match(topic)
 
     def _add(self, subscription: Subscription) -> None:
         self._subscriptions[subscription.topic_filter] = subscription
@@ -276,12 +297,7 @@ class SubscriptionRegistry:
     def _data_to_save(self) -> _StoredData:
         return {
             "subscriptions": {
-                sub.topic_filter: {
-                    "qos": sub.qos,
-                    "apps": sorted(sub.apps),
-                    **{k: v for k, v in asdict(sub.sensor).items() if v is not None},
-                }
-                for sub in self._subscriptions.values()
+                sub.topic_filter: _stored(sub) for sub in self._subscriptions.values()
             }
         }
 
@@ -292,6 +308,21 @@ class SubscriptionRegistry:
             "subscriptions": len(self._subscriptions),
             "topics_with_data": len(self._latest),
         }
+
+
+def _stored(subscription: Subscription) -> _StoredSubscription:
+    stored: _StoredSubscription = {
+        "qos": subscription.qos,
+        "apps": sorted(subscription.apps),
+    }
+    options = subscription.sensor
+    if options.value_template is not None:
+        stored["value_template"] = options.value_template
+    if options.unit_of_measurement is not None:
+        stored["unit_of_measurement"] = options.unit_of_measurement
+    if options.device_class is not None:
+        stored["device_class"] = options.device_class
+    return stored
 
 
 def storage_key(entry_id: str) -> str:

@@ -22,7 +22,12 @@ from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.template import Template
 from homeassistant.util.json import json_loads
 
-from .const import CONF_STATE_INTERVAL, DEFAULT_STATE_INTERVAL, LOGGER, signal_connection
+from .const import (
+    CONF_STATE_INTERVAL,
+    DEFAULT_STATE_INTERVAL,
+    LOGGER,
+    signal_connection,
+)
 from .entity import CloudSyncEntity
 from .models import CloudSyncConfigEntry
 from .payload import describe_binary
@@ -84,14 +89,14 @@ class TopicSensors:
         self._entry.async_on_unload(
             self._registry.add_subscription_listener(self._subscription_changed)
         )
-        self._entry.async_on_unload(
-            self._registry.add_message_listener(self._message)
-        )
+        self._entry.async_on_unload(self._registry.add_message_listener(self._message))
 
     @callback
     def _add(self, subscriptions: list[Subscription]) -> None:
         sensors = [TopicSensor(self._hass, self._entry, sub) for sub in subscriptions]
-        self._sensors.update({sensor.subscription.topic_filter: sensor for sensor in sensors})
+        self._sensors.update(
+            {sensor.subscription.topic_filter: sensor for sensor in sensors}
+        )
         self._add_entities(sensors)
 
     @callback
@@ -99,7 +104,10 @@ class TopicSensors:
         sensor = self._sensors.get(subscription.topic_filter)
         if sensor is None and added:
             self._add([subscription])
-        elif sensor is not None and subscription.topic_filter in self._registry.subscriptions:
+        elif (
+            sensor is not None
+            and subscription.topic_filter in self._registry.subscriptions
+        ):
             sensor.subscription_updated()
         elif sensor is not None:
             del self._sensors[subscription.topic_filter]
@@ -194,13 +202,8 @@ class TopicSensor(CloudSyncEntity, RestoreSensor):
     def async_forget(self) -> None:
         """Remove the sensor and its registry entry (the filter was unsubscribed)."""
         self._cancel_pending()
-        if self.hass is None:
-            return
-        entity_registry = er.async_get(self.hass)
         if self.registry_entry is not None:
-            entity_registry.async_remove(self.entity_id)
-        else:
-            self.hass.async_create_task(self.async_remove())
+            er.async_get(self._hass).async_remove(self.entity_id)
 
     @callback
     def _flush_later(self, _now: datetime) -> None:

@@ -15,7 +15,9 @@ from tests.mosquitto import Mosquitto
 from tests.pki import Pki
 
 
-def config_for(broker: Mosquitto, pki: Pki | None = None, **changes: Any) -> BrokerConfig:
+def config_for(
+    broker: Mosquitto, pki: Pki | None = None, **changes: Any
+) -> BrokerConfig:
     """Return a BrokerConfig that connects to a test broker with valid credentials."""
     config = BrokerConfig(host=broker.host, port=broker.port, tls=broker.kind == "tls")
     if broker.kind == "tls" and pki is not None:
@@ -42,12 +44,12 @@ class Recorder:
         """Queue a message."""
         self.messages.put_nowait(message)
 
-    def on_state(self, connected: bool) -> None:  # noqa: FBT001
+    def on_state(self, connected: bool) -> None:
         """Record a connection change."""
         self.states.append(connected)
         self.state_changed.set()
 
-    async def wait_state(self, connected: bool, timeout: float = 15) -> None:  # noqa: FBT001
+    async def wait_state(self, connected: bool, timeout: float = 15) -> None:
         """Wait until the last reported state is `connected`."""
         async with asyncio.timeout(timeout):
             while not self.states or self.states[-1] is not connected:

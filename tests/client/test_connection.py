@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
+import json
 from pathlib import Path
 import socket
 import tempfile
@@ -23,7 +23,13 @@ from custom_components.cloudsync.client import (
     Protocol,
     SubscriptionRefusedError,
 )
-from tests.mosquitto import BrokerFactory, Mosquitto, MqttSubscriber, free_port, mqtt_publish
+from tests.mosquitto import (
+    BrokerFactory,
+    Mosquitto,
+    MqttSubscriber,
+    free_port,
+    mqtt_publish,
+)
 from tests.pki import Pki
 
 from .helpers import Recorder, config_for
@@ -92,7 +98,11 @@ async def test_subscribe_receives_and_unsubscribe_stops(
         assert dict(connection.subscriptions) == {"sub/test/#": 1}
         await mqtt_publish(plain_broker, "sub/test/a/b", b"hello", qos=1)
         message = await recorder.next_message()
-        assert (message.topic, message.payload, message.qos) == ("sub/test/a/b", b"hello", 1)
+        assert (message.topic, message.payload, message.qos) == (
+            "sub/test/a/b",
+            b"hello",
+            1,
+        )
         await connection.unsubscribe("sub/test/#")
         assert dict(connection.subscriptions) == {}
         await mqtt_publish(plain_broker, "sub/test/a/b", b"late", qos=1)
@@ -181,21 +191,23 @@ async def test_client_certificate_from_other_ca_is_a_tls_error(
         await BrokerConnection(config).connect()
 
 
-async def test_hostname_check_can_be_turned_off(tls_broker: Mosquitto, pki: Pki) -> None:
+async def test_hostname_check_can_be_turned_off(
+    tls_broker: Mosquitto, pki: Pki
+) -> None:
     """With the hostname check off the chain is still verified and the link works."""
     connection = BrokerConnection(config_for(tls_broker, pki, verify_hostname=False))
     await connection.connect()
     assert connection.connected
     await connection.disconnect()
-    untrusted = config_for(tls_broker, pki, verify_hostname=False, ca_cert=pki.other_ca_pem)
+    untrusted = config_for(
+        tls_broker, pki, verify_hostname=False, ca_cert=pki.other_ca_pem
+    )
     with pytest.raises(BrokerTLSError, match="certificate verify failed"):
         await BrokerConnection(untrusted).connect()
 
 
 @pytest.mark.parametrize("protocol", [Protocol.MQTTV311, Protocol.MQTTV5])
-async def test_password_broker(
-    password_broker: Mosquitto, protocol: Protocol
-) -> None:
+async def test_password_broker(password_broker: Mosquitto, protocol: Protocol) -> None:
     """The right password connects; a wrong one is an auth error."""
     good = BrokerConnection(config_for(password_broker, protocol=protocol))
     await good.connect()
@@ -218,9 +230,9 @@ async def test_unreachable_broker() -> None:
         await connection.connect()
 
 
-def config_for_port(port: int):  # noqa: ANN201
+def config_for_port(port: int):
     """Return a plain config for a port."""
-    from custom_components.cloudsync.client import BrokerConfig  # noqa: PLC0415
+    from custom_components.cloudsync.client import BrokerConfig
 
     return BrokerConfig(host="127.0.0.1", port=port)
 
@@ -366,11 +378,15 @@ async def test_pending_publish_fails_when_link_drops(
         await connection.disconnect()
 
 
-async def test_reconnect_loop_stops_on_disconnect(broker_factory: BrokerFactory) -> None:
+async def test_reconnect_loop_stops_on_disconnect(
+    broker_factory: BrokerFactory,
+) -> None:
     """disconnect() while the broker is down ends the reconnect loop; nothing lingers."""
     broker = broker_factory()
     recorder = Recorder()
-    connection = recorder.connection(config_for(broker), backoff_min=0.05, backoff_max=0.1)
+    connection = recorder.connection(
+        config_for(broker), backoff_min=0.05, backoff_max=0.1
+    )
     await connection.connect()
     await broker.async_stop()
     await recorder.wait_state(False)
@@ -380,7 +396,9 @@ async def test_reconnect_loop_stops_on_disconnect(broker_factory: BrokerFactory)
     assert not connection.connected
 
 
-async def test_track_subscribes_on_connect(plain_broker: Mosquitto, recorder: Recorder) -> None:
+async def test_track_subscribes_on_connect(
+    plain_broker: Mosquitto, recorder: Recorder
+) -> None:
     """A filter tracked before connecting is subscribed by the first CONNACK."""
     connection = recorder.connection(config_for(plain_broker))
     connection.track("tracked/topic", qos=1)
@@ -392,14 +410,17 @@ async def test_track_subscribes_on_connect(plain_broker: Mosquitto, recorder: Re
         await connection.disconnect()
 
 
-async def test_listener_error_does_not_break_connection(plain_broker: Mosquitto) -> None:
+async def test_listener_error_does_not_break_connection(
+    plain_broker: Mosquitto,
+) -> None:
     """An exception in the message listener is logged; the connection keeps working."""
     seen: list[bytes] = []
 
-    def listener(message):  # noqa: ANN001, ANN202
+    def listener(message):
         seen.append(message.payload)
         if message.payload == b"boom":
-            raise RuntimeError("listener failed")
+            msg = "listener failed"
+            raise RuntimeError(msg)
 
     connection = BrokerConnection(config_for(plain_broker), on_message=listener)
     await connection.connect()

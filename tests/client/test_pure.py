@@ -33,7 +33,9 @@ def test_client_imports_nothing_from_homeassistant() -> None:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "homeassistant"]
+            offenders += [
+                f"{path.name}: {n}" for n in names if n.split(".")[0] == "homeassistant"
+            ]
     assert offenders == []
 
 
@@ -59,8 +61,17 @@ def test_parse_broker_url(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "http://host", "mqtt://", "host:notaport", "host:0", "host:70000",
-     "mqtt://user:pw@host", "mqtt://host/path", "mqtt://host?x=1"],
+    [
+        "",
+        "http://host",
+        "mqtt://",
+        "host:notaport",
+        "host:0",
+        "host:70000",
+        "mqtt://user:pw@host",
+        "mqtt://host/path",
+        "mqtt://host?x=1",
+    ],
 )
 def test_parse_broker_url_rejects(text: str) -> None:
     """Bad URLs raise ValueError with a message, never a silent default."""
@@ -71,7 +82,11 @@ def test_parse_broker_url_rejects(text: str) -> None:
 def test_secrets_not_in_repr() -> None:
     """A config's repr shows no password or key."""
     config = BrokerConfig(
-        host="h", username="u", password="hunter2", client_key="KEYDATA", key_password="kp"
+        host="h",
+        username="u",
+        password="hunter2",
+        client_key="KEYDATA",
+        key_password="kp",
     )
     assert "hunter2" not in repr(config)
     assert "KEYDATA" not in repr(config)
@@ -92,13 +107,17 @@ def test_invalid_publish_topics(topic: str) -> None:
         validate_topic(topic)
 
 
-@pytest.mark.parametrize("topic_filter", ["#", "+", "a/+/b", "a/#", "+/+/#", "$share/g/a/#"])
+@pytest.mark.parametrize(
+    "topic_filter", ["#", "+", "a/+/b", "a/#", "+/+/#", "$share/g/a/#"]
+)
 def test_valid_filters(topic_filter: str) -> None:
     """Wildcards where MQTT allows them pass."""
     validate_filter(topic_filter)
 
 
-@pytest.mark.parametrize("topic_filter", ["a/#/b", "a#", "a/b+", "+a", "##", "", "a\x00"])
+@pytest.mark.parametrize(
+    "topic_filter", ["a/#/b", "a#", "a/b+", "+a", "##", "", "a\x00"]
+)
 def test_invalid_filters(topic_filter: str) -> None:
     """Wildcards inside levels or # before the end are refused."""
     with pytest.raises(InvalidTopicError):
@@ -146,6 +165,6 @@ def test_ssl_context_verifies_by_default(pki: Pki) -> None:
     assert build_ssl_context(config).check_hostname is True
     relaxed = build_ssl_context(BrokerConfig(host="h", tls=True, verify_hostname=False))
     assert relaxed.check_hostname is False
-    import ssl  # noqa: PLC0415
+    import ssl
 
     assert relaxed.verify_mode is ssl.CERT_REQUIRED

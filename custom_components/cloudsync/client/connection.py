@@ -57,13 +57,9 @@ RESUBSCRIBE_BATCH = 100
 MISC_INTERVAL = 1.0
 MAX_PACKETS_PER_READ = 500
 # CONNACK codes (v3 return codes mapped by paho, and v5 reason codes) meaning bad credentials.
-_AUTH_REASONS = {
-    "Bad user name or password",
-    "Not authorized",
-    "Client identifier not valid",
-    "Bad authentication method",
-    "Banned",
-}
+# 0x85 client id not valid, 0x86 bad user name or password, 0x87 not authorized,
+# 0x8A banned, 0x8C bad authentication method (paho maps MQTT 3.1.1 codes onto these).
+_AUTH_REASONS = {0x85, 0x86, 0x87, 0x8A, 0x8C}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +201,7 @@ class BrokerConnection:
         validate_filter(topic_filter)
         mqttc = self._require_connected()
         rc, mid = mqttc.subscribe(topic_filter, qos)
-        self._check_rc(rc, "subscribe")
+        mid = self._check_rc(rc, "subscribe", mid)
         reason: ReasonCode = (
             await self._wait(mid, timeout, f"subscribe to {topic_filter}")
         )[0]
@@ -221,7 +217,7 @@ class BrokerConnection:
         if not self._connected or self._mqttc is None:
             return
         rc, mid = self._mqttc.unsubscribe(topic_filter)
-        self._check_rc(rc, "unsubscribe")
+        mid = self._check_rc(rc, "unsubscribe", mid)
         await self._wait(mid, timeout, f"unsubscribe from {topic_filter}")
 
     # -- connecting -------------------------------------------------------------
@@ -242,7 +238,8 @@ class BrokerConnection:
             raise self._fail(BrokerUnreachableError(msg)) from err
         if self._closing or mqttc is not self._mqttc:
             self._close_socket(mqttc)
-            raise NotConnectedError("connection closed while connecting")
+            msg = "connection closed while connecting"
+            raise NotConnectedError(msg)
         self._watch_socket(mqttc)
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -299,7 +296,9 @@ class BrokerConnection:
         sock = mqttc.socket()
         if not isinstance(sock, socket.socket):
             # paho closed it while sending CONNECT in the executor (e.g. a reset).
-            raise self._fail(self._handshake_error("connection closed while connecting"))
+            raise self._fail(
+                self._handshake_error("connection closed while connecting")
+            )
         # Set only now: paho would call it from the executor thread during connect().
         mqttc.on_disconnect = self._on_disconnect
         self._fd = sock.fileno()
@@ -352,7 +351,9 @@ class BrokerConnection:
         """Write queued packets."""
         mqttc.loop_write()
 
-    def _on_register_write(self, mqttc: mqtt.Client, _userdata: Any, _sock: Any) -> None:
+    def _on_register_write(
+        self, mqttc: mqtt.Client, _userdata: Any, _sock: Any
+    ) -> None:
         """Watch the socket for writability while paho has data queued."""
         if self._loop is not None and self._fd is not None and mqttc is self._mqttc:
             self._loop.add_writer(self._fd, self._on_writable, mqttc)
@@ -391,12 +392,16 @@ class BrokerConnection:
         if (mqttc := self._mqttc) is not None:
             self._mqttc = None
             self._close_socket(mqttc)
-        self._fail_pending(NotConnectedError(f"connection to {self.config.url} {reason}"))
+        self._fail_pending(
+            NotConnectedError(f"connection to {self.config.url} {reason}")
+        )
         self._set_connected(connected=False)
 
     # -- paho callbacks (all on the loop thread except on_log) --------------------
 
-    def _on_log(self, _mqttc: mqtt.Client, _userdata: Any, level: int, buf: str) -> None:
+    def _on_log(
+        self, _mqttc: mqtt.Client, _userdata: Any, level: int, buf: str
+    ) -> None:
         """Keep paho's errors while connecting to explain a dropped handshake."""
         if level == mqtt.MQTT_LOG_ERR:
             self._connect_log.append(buf)
@@ -414,9 +419,13 @@ class BrokerConnection:
             return
         if reason.is_failure:
             error_cls = (
-                BrokerAuthError if reason.getName() in _AUTH_REASONS else BrokerRefusedError
+                BrokerAuthError
+                if reason.value in _AUTH_REASONS
+                else BrokerRefusedError
             )
-            self._resolve_ready(error_cls(f"{self.config.url} refused the connection: {reason}"))
+            self._resolve_ready(
+                error_cls(f"{self.config.url} refused the connection: {reason}")
+            )
             return
         self._connected = True
         limit = getattr(properties, "MaximumPacketSize", None)
@@ -474,7 +483,11 @@ class BrokerConnection:
         if self.config.tls:
             # A TLS broker that drops the session before CONNACK has, in practice, rejected
             # the client certificate (TLS 1.3 reports that only after the handshake).
-            hint = "" if self.config.client_cert else " (does it require a client certificate?)"
+            hint = (
+                ""
+                if self.config.client_cert
+                else " (does it require a client certificate?)"
+            )
             msg = f"{self.config.url} closed the TLS session before CONNACK{hint}: {detail}"
             return BrokerTLSError(msg)
         return BrokerRefusedError(f"{self.config.url} closed the connection: {detail}")
@@ -486,7 +499,9 @@ class BrokerConnection:
         if self.on_message is None:
             return
         try:
-            self.on_message(ReceivedMessage(msg.topic, msg.payload, msg.qos, msg.retain))
+            self.on_message(
+                ReceivedMessage(msg.topic, msg.payload, msg.qos, msg.retain)
+            )
         except Exception:
             _LOGGER.exception("Error handling a message from %s", self.config.url)
 
@@ -510,14 +525,16 @@ class BrokerConnection:
     def _on_suback(
         self,
         mqttc: mqtt.Client,
-        userdata: Any,
+        _userdata: Any,
         mid: int,
         reasons: list[ReasonCode],
-        properties: Properties | None,
+        _properties: Properties | None,
     ) -> None:
         """Resolve a subscribe, or account for one batch of the resubscription."""
         if (filters := self._resubscribe_mids.pop(mid, None)) is None:
-            if (future := self._pending.pop(mid, None)) is not None and not future.done():
+            if (
+                future := self._pending.pop(mid, None)
+            ) is not None and not future.done():
                 future.set_result(reasons)
             return
         for topic_filter, reason in zip(filters, reasons, strict=False):
@@ -542,10 +559,10 @@ class BrokerConnection:
             raise NotConnectedError(msg)
         return self._mqttc
 
-    def _check_rc(self, rc: MQTTErrorCode, action: str) -> None:
-        """Turn a paho return code into a typed error."""
-        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            return
+    def _check_rc(self, rc: MQTTErrorCode, action: str, mid: int | None = 0) -> int:
+        """Turn a paho return code into a typed error; return the packet's mid."""
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+            return mid
         if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             msg = f"cannot {action}: not connected to {self.config.url}"
             raise NotConnectedError(msg)
@@ -560,7 +577,9 @@ class BrokerConnection:
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError as err:
-            msg = f"{self.config.url} did not acknowledge the {what} within {timeout:g} s"
+            msg = (
+                f"{self.config.url} did not acknowledge the {what} within {timeout:g} s"
+            )
             raise BrokerTimeoutError(msg) from err
         finally:
             if self._pending.get(mid) is future:
@@ -613,4 +632,3 @@ def _count() -> Iterable[int]:
     while True:
         yield attempt
         attempt = min(attempt + 1, 16)
-

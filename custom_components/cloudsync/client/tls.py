@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import ssl
 import tempfile
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
