@@ -373,7 +373,7 @@ async def test_publish_timeout(
     broker.pause()
     try:
         with (
-            patch.object(services, "PUBLISH_TIMEOUT", 0.3),
+            patch.object(services, "ACK_TIMEOUT", 0.3),
             pytest.raises(HomeAssistantError) as err,
         ):
             await _call(hass, "publish", entry, topic="frozen", qos=1)

@@ -110,9 +110,14 @@ def resolve_broker(hass: HomeAssistant, text: str | None) -> CloudSyncConfigEntr
             url = parse_broker_url(text)
         except ValueError as err:
             raise UnknownBrokerError(str(err)) from err
-        candidates = [e for e in entries if e.unique_id == str(url)] or [
-            e for e in entries if parse_broker_url(e.data[CONF_URL]).host == url.host
-        ]
+        candidates = [e for e in entries if e.unique_id == str(url)]
+        if not candidates and _is_bare_host(text):
+            # The seed's clients send a bare host or IP: match it on any port/scheme.
+            candidates = [
+                e
+                for e in entries
+                if parse_broker_url(e.data[CONF_URL]).host == url.host
+            ]
     if not candidates:
         msg = (
             f"no broker {text!r} is configured in CloudSync"
@@ -135,3 +140,13 @@ def loaded(entry: CloudSyncConfigEntry) -> CloudSyncConfigEntry:
         )
         raise BrokerNotLoadedError(msg)
     return entry
+
+
+def _is_bare_host(text: str) -> bool:
+    """Return True for ``host`` or ``[v6]`` without scheme or port."""
+    text = text.strip()
+    if "://" in text:
+        return False
+    if text.startswith("["):
+        return text.endswith("]")
+    return text.count(":") != 1

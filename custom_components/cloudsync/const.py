@@ -31,6 +31,7 @@ DEFAULT_STATE_INTERVAL: Final = 1.0
 EVENT_MESSAGE_RECEIVED: Final = "cloudsync_message_received"
 
 CONNECT_TIMEOUT: Final = 10.0
+ACK_TIMEOUT: Final = 10.0
 
 
 def signal_connection(entry_id: str) -> str:

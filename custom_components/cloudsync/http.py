@@ -39,6 +39,7 @@ from .client import (
     validate_filter,
 )
 from .const import (
+    ACK_TIMEOUT,
     CONF_ALLOW_LOCAL_UNAUTHENTICATED,
     CONF_QOS,
     CONF_RETAIN,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from .models import CloudSyncConfigEntry
 
 BASE_URL: Final = "/api/v1/orchestration/cloudsyncmgr"
-PUBLISH_TIMEOUT: Final = 10.0
 MAX_TIMEOUT: Final = 60.0
 GET_FORMS: Final = (
     f"{BASE_URL}/getsubscribedata/<topic>/<appid> or "
@@ -139,7 +139,7 @@ PUBLISH_SCHEMA: Final = vol.Schema(
         vol.Optional("encoding", default=ENCODING_UTF8): vol.All(
             str, vol.Lower, vol.In(ENCODINGS)
         ),
-        vol.Optional("timeout", default=PUBLISH_TIMEOUT): _seconds,
+        vol.Optional("timeout", default=ACK_TIMEOUT): _seconds,
     },
     extra=vol.REMOVE_EXTRA,
 )

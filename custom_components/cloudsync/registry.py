@@ -26,7 +26,7 @@ from .client import (
     validate_filter,
     validate_topic,
 )
-from .const import DOMAIN
+from .const import ACK_TIMEOUT, DOMAIN
 
 STORAGE_VERSION = 1
 SAVE_DELAY = 1.0
@@ -164,6 +164,7 @@ class SubscriptionRegistry:
         qos: int,
         *,
         sensor: SensorOptions | None = None,
+        timeout: float = ACK_TIMEOUT,
     ) -> bool:
         """Subscribe an app; return True when the filter was new at the broker.
 
@@ -173,7 +174,7 @@ class SubscriptionRegistry:
         async with self._lock:
             existing = self._subscriptions.get(topic_filter)
             if existing is None or qos > existing.qos:
-                await self._connection.subscribe(topic_filter, qos)
+                await self._connection.subscribe(topic_filter, qos, timeout=timeout)
             self._apps.add(app_id)
             if existing is None:
                 self._add(
@@ -187,7 +188,9 @@ class SubscriptionRegistry:
         self._notify_subscription(self._subscriptions[topic_filter], added=True)
         return existing is None
 
-    async def async_unsubscribe(self, app_id: str, topic_filter: str) -> bool:
+    async def async_unsubscribe(
+        self, app_id: str, topic_filter: str, *, timeout: float = ACK_TIMEOUT
+    ) -> bool:
         """Remove an app; return True when the filter was unsubscribed at the broker."""
         async with self._lock:
             subscription = self._subscriptions.get(topic_filter)
@@ -195,7 +198,7 @@ class SubscriptionRegistry:
                 msg = f"{app_id} is not subscribed to {topic_filter}"
                 raise NotSubscribedError(msg)
             if len(subscription.apps) == 1:
-                await self._connection.unsubscribe(topic_filter)
+                await self._connection.unsubscribe(topic_filter, timeout=timeout)
                 self._remove(subscription)
             subscription.apps.discard(app_id)
             self._store.async_delay_save(self._data_to_save, SAVE_DELAY)

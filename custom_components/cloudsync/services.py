@@ -28,7 +28,14 @@ from .client import (
     PayloadTooLargeError,
     SubscriptionRefusedError,
 )
-from .const import CONF_QOS, CONF_RETAIN, DEFAULT_QOS, DEFAULT_RETAIN, DOMAIN
+from .const import (
+    ACK_TIMEOUT,
+    CONF_QOS,
+    CONF_RETAIN,
+    DEFAULT_QOS,
+    DEFAULT_RETAIN,
+    DOMAIN,
+)
 from .registry import LatestData, NotSubscribedError
 
 if TYPE_CHECKING:
@@ -50,7 +57,6 @@ SERVICE_GET_DATA: Final = "get_data"
 DEFAULT_APP_ID: Final = "homeassistant"
 ENCODING_UTF8: Final = "utf-8"
 ENCODING_BASE64: Final = "base64"
-PUBLISH_TIMEOUT = 10.0
 
 _QOS = vol.All(vol.Coerce(int), vol.In([0, 1, 2]))
 _TOPIC_FIELDS = {
@@ -180,7 +186,7 @@ async def _async_publish(call: ServiceCall) -> ServiceResponse:
         payload,
         qos,
         retain=retain,
-        timeout=PUBLISH_TIMEOUT,
+        timeout=ACK_TIMEOUT,
     )
     if not call.return_response:
         return None

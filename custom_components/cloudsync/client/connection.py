@@ -419,9 +419,7 @@ class BrokerConnection:
             return
         if reason.is_failure:
             error_cls = (
-                BrokerAuthError
-                if reason.value in _AUTH_REASONS
-                else BrokerRefusedError
+                BrokerAuthError if reason.value in _AUTH_REASONS else BrokerRefusedError
             )
             self._resolve_ready(
                 error_cls(f"{self.config.url} refused the connection: {reason}")
