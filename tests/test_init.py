@@ -61,9 +61,7 @@ async def test_unreachable_broker_is_not_ready(hass: HomeAssistant) -> None:
 
 def entry_for_port(port: int):
     """Return an entry for a port nothing listens on."""
-    from tests.mosquitto import Mosquitto as _M
-
-    broker = _M("plain", port=port)
+    broker = Mosquitto("plain", port=port)
     entry = entry_for(broker)
     broker.close()
     return entry
