@@ -418,3 +418,47 @@ async def test_descriptions_and_translations(
         assert {
             name for _, name, _, _ in Formatter().parse(message) if name
         } <= provided
+
+
+async def test_subscribe_with_sensor_options(
+    hass: HomeAssistant, entry: MockConfigEntry, plain_broker: Mosquitto, prefix: str
+) -> None:
+    """The subscribe action's value template, unit and device class shape the sensor."""
+    topic = f"{prefix}/climate"
+    await _call(
+        hass,
+        "subscribe",
+        entry,
+        topic=topic,
+        value_template="{{ value_json.t | round(1) }}",
+        unit_of_measurement="°C",
+        device_class="temperature",
+    )
+    await hass.async_block_till_done()
+    entity_id = next(
+        state.entity_id
+        for state in hass.states.async_all("sensor")
+        if state.attributes.get("friendly_name", "").endswith(topic)
+    )
+    await mqtt_publish(plain_broker, topic, '{"t": 21.456}', qos=1)
+    async with asyncio.timeout(10):
+        while hass.states.get(entity_id).state != "21.5":
+            await asyncio.sleep(0.02)
+    state = hass.states.get(entity_id)
+    assert state.attributes["unit_of_measurement"] == "°C"
+    assert state.attributes["device_class"] == "temperature"
+    stored = entry.runtime_data.registry.subscriptions[topic].sensor
+    assert stored.value_template == "{{ value_json.t | round(1) }}"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"value_template": "{{ value_json.t "}, {"device_class": "no_such_class"}],
+)
+async def test_subscribe_rejects_bad_sensor_options(
+    hass: HomeAssistant, entry: MockConfigEntry, prefix: str, bad: dict[str, str]
+) -> None:
+    """A broken template or an unknown device class is refused before subscribing."""
+    with pytest.raises(vol.Invalid):
+        await _call(hass, "subscribe", entry, topic=f"{prefix}/bad", **bad)
+    assert f"{prefix}/bad" not in entry.runtime_data.registry.subscriptions

@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Final
 
+from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.core import (
     HomeAssistant,
     ServiceCall,
@@ -36,7 +37,7 @@ from .const import (
     DEFAULT_RETAIN,
     DOMAIN,
 )
-from .registry import LatestData, NotSubscribedError
+from .registry import LatestData, NotSubscribedError, SensorOptions
 
 if TYPE_CHECKING:
     from .models import CloudSyncConfigEntry
@@ -48,6 +49,9 @@ ATTR_QOS: Final = "qos"
 ATTR_RETAIN: Final = "retain"
 ATTR_ENCODING: Final = "encoding"
 ATTR_APP_ID: Final = "app_id"
+ATTR_VALUE_TEMPLATE: Final = "value_template"
+ATTR_UNIT_OF_MEASUREMENT: Final = "unit_of_measurement"
+ATTR_DEVICE_CLASS: Final = "device_class"
 
 SERVICE_PUBLISH: Final = "publish"
 SERVICE_SUBSCRIBE: Final = "subscribe"
@@ -74,6 +78,19 @@ PUBLISH_SCHEMA = SUBSCRIBE_SCHEMA.extend(
         vol.Optional(ATTR_RETAIN): cv.boolean,
         vol.Optional(ATTR_ENCODING, default=ENCODING_UTF8): vol.In(
             [ENCODING_UTF8, ENCODING_BASE64]
+        ),
+    }
+)
+
+# The topic sensor's options, like HA's MQTT sensor; only the subscribe action has them.
+SUBSCRIBE_ACTION_SCHEMA = SUBSCRIBE_SCHEMA.extend(
+    {
+        vol.Optional(ATTR_VALUE_TEMPLATE): vol.All(
+            cv.string, lambda value: cv.template(value).template
+        ),
+        vol.Optional(ATTR_UNIT_OF_MEASUREMENT): cv.string,
+        vol.Optional(ATTR_DEVICE_CLASS): vol.In(
+            [cls.value for cls in SensorDeviceClass]
         ),
     }
 )
@@ -198,8 +215,16 @@ async def _async_subscribe(call: ServiceCall) -> ServiceResponse:
     """Subscribe an app to a topic filter."""
     entry = _async_get_entry(call)
     qos = call.data.get(ATTR_QOS, int(entry.options.get(CONF_QOS, DEFAULT_QOS)))
+    sensor = SensorOptions(
+        call.data.get(ATTR_VALUE_TEMPLATE),
+        call.data.get(ATTR_UNIT_OF_MEASUREMENT),
+        call.data.get(ATTR_DEVICE_CLASS),
+    )
     await entry.runtime_data.registry.async_subscribe(
-        call.data[ATTR_APP_ID], call.data[ATTR_TOPIC], qos
+        call.data[ATTR_APP_ID],
+        call.data[ATTR_TOPIC],
+        qos,
+        sensor=sensor if sensor != SensorOptions() else None,
     )
     return None
 
@@ -235,7 +260,9 @@ def async_setup_services(hass: HomeAssistant) -> None:
         schema=PUBLISH_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )
-    register(DOMAIN, SERVICE_SUBSCRIBE, _async_subscribe, schema=SUBSCRIBE_SCHEMA)
+    register(
+        DOMAIN, SERVICE_SUBSCRIBE, _async_subscribe, schema=SUBSCRIBE_ACTION_SCHEMA
+    )
     register(DOMAIN, SERVICE_UNSUBSCRIBE, _async_unsubscribe, schema=TOPIC_SCHEMA)
     register(
         DOMAIN,
