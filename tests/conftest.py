@@ -13,10 +13,17 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
     from pathlib import Path
 
+    from homeassistant.core import HomeAssistant
+
 
 @pytest.fixture(autouse=True)
-def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
-    """Enable custom integrations in every Home Assistant test."""
+def auto_enable_custom_integrations(
+    enable_custom_integrations: None, hass: HomeAssistant, tmp_path: Path
+) -> None:
+    """Enable custom integrations; give each test its own config dir (outbox files)."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    hass.config.config_dir = str(config_dir)
 
 
 @pytest.fixture(scope="session")

@@ -463,11 +463,12 @@ class MqttSubscriber:
         auth: CliAuth | None = None,
         extra_args: Sequence[str] = (),
         ready_timeout: float = CLI_TIMEOUT,
+        client_id: str | None = None,
     ) -> None:
         """Describe the subscription; the process starts in `__aenter__`."""
         self.broker = broker
         self.topics = [topic] if isinstance(topic, str) else list(topic)
-        self.client_id = f"cloudsync-test-sub-{uuid.uuid4().hex[:12]}"
+        self.client_id = client_id or f"cloudsync-test-sub-{uuid.uuid4().hex[:12]}"
         self._qos = qos
         self._auth = auth
         self._extra_args = list(extra_args)

@@ -684,8 +684,25 @@ async def test_reauth_tls(hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki) 
     assert entry.data[CONF_CLIENT_KEY] == pki.client_key_pem
 
 
+OUTBOX_INPUT = {
+    "max_messages": 500.0,
+    "max_size": 2.0,
+    "max_age": {"hours": 1, "minutes": 30},
+    "overflow": "refuse",
+    "drain_rate": 100.0,
+}
+
+
+def section_suggested(result: dict, name: str, field: str) -> Any:
+    """Return the suggested value of a field inside a form section."""
+    for key, value in result["data_schema"].schema.items():
+        if key == name:
+            return suggested({"data_schema": value.schema}, field)
+    raise KeyError(name)
+
+
 async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
-    """The options flow stores QoS and keepalive as integers."""
+    """The options flow stores QoS and keepalive as integers, and the outbox caps."""
     entry = broker_entry(plain_broker)
     entry.add_to_hass(hass)
 
@@ -702,6 +719,7 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
             CONF_KEEPALIVE: 120.0,
             "state_interval": 2.5,
             "allow_local_unauthenticated": True,
+            "outbox": OUTBOX_INPUT,
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -711,8 +729,46 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
         CONF_KEEPALIVE: 120,
         "state_interval": 2.5,
         "allow_local_unauthenticated": True,
+        "outbox": {
+            "max_messages": 500,
+            "max_size": 2,
+            "max_age": {"hours": 1, "minutes": 30},
+            "overflow": "refuse",
+            "drain_rate": 100,
+        },
     }
 
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert suggested(result, CONF_QOS) == "2"
     assert suggested(result, CONF_KEEPALIVE) == 120
+    assert section_suggested(result, "outbox", "max_messages") == 500
+    assert section_suggested(result, "outbox", "overflow") == "refuse"
+
+
+async def test_options_outbox_defaults_and_zero_age(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """The outbox section defaults to the documented caps; a zero max age is an error."""
+    entry = broker_entry(plain_broker)
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    base = {CONF_QOS: "0", CONF_RETAIN: False, CONF_KEEPALIVE: 60, "state_interval": 1}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {**base, "outbox": {**OUTBOX_INPUT, "max_age": {"seconds": 0}}},
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "invalid_max_age"}
+    assert section_suggested(result, "outbox", "max_messages") == 500.0
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**base, "outbox": {}}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options["outbox"] == {
+        "max_messages": 100_000,
+        "max_size": 64,
+        "max_age": {"days": 7},
+        "overflow": "drop_oldest",
+        "drain_rate": 1000,
+    }

@@ -158,9 +158,12 @@ async def test_publish_seed_body(
         "topic": topic,
         "qos": 0,
         "retain": False,
+        "queued": False,
+        "id": body["id"],
         "mid": body["mid"],
     }
     assert isinstance(body["mid"], int)
+    assert len(body["id"]) == 32
     assert message.payload == b"{Another data from TV1 and testdata}"
     assert message.qos == 0
 
@@ -640,12 +643,13 @@ async def test_ambiguous_broker(
 
 
 async def test_broker_not_loaded(
-    hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
+    hass: HomeAssistant, hass_client, password_broker: Mosquitto
 ) -> None:
     """A configured broker that could not be set up is a 503."""
-    broker = broker_factory(start=False)
-    entry = await _async_setup_entry(hass, broker)
-    assert entry.state is ConfigEntryState.SETUP_RETRY
+    entry = await _async_setup_entry(
+        hass, password_broker, username="cloudsync", password="wrong"
+    )
+    assert entry.state is ConfigEntryState.SETUP_ERROR
     client = await hass_client()
     status, reply = await post(client, "publish", VALID)
     assert (status, reply["error"]) == (503, "broker_not_loaded")
@@ -654,7 +658,7 @@ async def test_broker_not_loaded(
 async def test_broker_stopped(
     hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
 ) -> None:
-    """Publish and subscribe are a 503 while the connection is down."""
+    """While the connection is down a publish is queued (202), a subscribe is a 503."""
     broker = broker_factory()
     entry = await _async_setup_entry(hass, broker)
     client = await hass_client()
@@ -669,27 +673,40 @@ async def test_broker_stopped(
     await broker.async_stop()
     async with asyncio.timeout(5):
         await lost.wait()
-    for action in ("publish", "subscribe"):
-        status, reply = await post(client, action, VALID)
-        assert (status, reply["error"]) == (503, "not_connected")
-        assert broker.url in reply["Message"]
+    status, reply = await post(client, "publish", VALID)
+    assert status == 202
+    assert reply == {
+        "Message": f"Data queued for Cloud {broker.url}",
+        "broker": broker.url,
+        "topic": VALID["topic"],
+        "qos": 1,  # the default QoS 0 is raised to 1 for a queued message
+        "retain": False,
+        "queued": True,
+        "id": reply["id"],
+    }
+    status, reply = await post(client, "subscribe", VALID)
+    assert (status, reply["error"]) == (503, "not_connected")
+    assert broker.url in reply["Message"]
 
 
 async def test_broker_paused(
     hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
 ) -> None:
-    """A broker that never acknowledges is a 504 after the request's timeout."""
+    """A publish the broker does not acknowledge in time is queued and sent later."""
     broker = broker_factory()
     await _async_setup_entry(hass, broker)
     client = await hass_client()
-    broker.pause()
-    try:
-        status, reply = await post(
-            client, "publish", {**VALID, "qos": 1, "timeout": 0.3}
-        )
-    finally:
-        broker.resume()
-    assert (status, reply["error"]) == (504, "timeout")
+    async with MqttSubscriber(broker, VALID["topic"], qos=1) as sub:
+        broker.pause()
+        try:
+            status, reply = await post(
+                client, "publish", {**VALID, "qos": 1, "timeout": 0.3}
+            )
+        finally:
+            broker.resume()
+        assert (status, reply["queued"]) == (202, True)
+        payloads = {m.payload for m in await sub.messages(1)}
+    assert payloads == {VALID["payload"].encode()}
 
 
 DYNSEC_PLUGIN = next(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"), None)

@@ -51,12 +51,18 @@ async def test_setup_and_unload(hass: HomeAssistant, plain_broker: Mosquitto) ->
     assert not connection.connected
 
 
-async def test_unreachable_broker_is_not_ready(hass: HomeAssistant) -> None:
-    """Nothing listening: setup retries later instead of failing or blocking."""
+async def test_unreachable_broker_loads_offline(hass: HomeAssistant) -> None:
+    """Nothing listening: the entry loads, queues publishes and keeps reconnecting."""
     entry = entry_for_port(free_port())
     await setup_entry(hass, entry)
-    assert entry.state is ConfigEntryState.SETUP_RETRY
-    assert "Cannot connect" in (entry.reason or "")
+    assert entry.state is ConfigEntryState.LOADED
+    assert not entry.runtime_data.connection.connected
+    assert hass.states.get(_connection_entity(hass, entry.entry_id)).state == STATE_OFF
+    result = await entry.runtime_data.registry.async_publish(
+        "app", "t", b"x", 1, retain=False, timeout=1
+    )
+    assert result.queued
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 def entry_for_port(port: int):
@@ -142,3 +148,12 @@ async def test_diagnostics_redact_secrets(
     assert diagnostics["entry"]["data"]["password"] == "**REDACTED**"
     assert diagnostics["connection"]["connected"] is True
     assert diagnostics["connection"]["url"] == password_broker.url
+
+
+async def test_tls_failure_is_not_ready(
+    hass: HomeAssistant, tls_broker: Mosquitto
+) -> None:
+    """A broker that answers but fails the TLS handshake: setup retries later."""
+    entry = await setup_entry(hass, entry_for(tls_broker))  # no CA, no client cert
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert "Cannot connect" in (entry.reason or "")

@@ -132,7 +132,14 @@ async def test_publish_text(
     assert message.qos == 1
     assert isinstance(result["mid"], int)
     assert result["mid"] > 0
-    assert result == {"mid": result["mid"], "topic": topic, "qos": 1, "retain": False}
+    assert result == {
+        "queued": False,
+        "id": result["id"],
+        "mid": result["mid"],
+        "topic": topic,
+        "qos": 1,
+        "retain": False,
+    }
 
 
 async def test_publish_base64_binary(
@@ -349,37 +356,48 @@ async def test_unusable_entries(hass: HomeAssistant, entry: MockConfigEntry) -> 
 async def test_broker_stopped(
     hass: HomeAssistant, broker_factory: BrokerFactory
 ) -> None:
-    """With the broker down, publish and subscribe raise a translated HomeAssistantError."""
+    """With the broker down a publish is queued; subscribe raises not_connected."""
     broker = broker_factory()
     entry = await _async_setup_entry(hass, broker)
     await broker.async_stop()
     async with asyncio.timeout(5):
         while entry.runtime_data.connection.connected:
             await asyncio.sleep(0.02)
-    for service in ("publish", "subscribe"):
-        with pytest.raises(HomeAssistantError) as err:
-            await _call(hass, service, entry, topic="down")
-        assert not isinstance(err.value, ServiceValidationError)
-        assert err.value.translation_key == "not_connected"
+    result = await _call(hass, "publish", entry, response=True, topic="down")
+    assert result == {
+        "queued": True,
+        "id": result["id"],
+        "mid": None,
+        "topic": "down",
+        "qos": 1,
+        "retain": False,
+    }
+    assert await _call(hass, "publish", entry, topic="down", qos=0) is None
+    assert entry.runtime_data.outbox.queued == 2
+    with pytest.raises(HomeAssistantError) as err:
+        await _call(hass, "subscribe", entry, topic="down")
+    assert not isinstance(err.value, ServiceValidationError)
+    assert err.value.translation_key == "not_connected"
     await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_publish_timeout(
+async def test_publish_timeout_is_queued(
     hass: HomeAssistant, broker_factory: BrokerFactory
 ) -> None:
-    """A frozen broker never acks a QoS 1 publish: broker_timeout."""
+    """A frozen broker never acks a QoS 1 publish: it is queued and sent later."""
     broker = broker_factory()
     entry = await _async_setup_entry(hass, broker)
-    broker.pause()
-    try:
-        with (
-            patch.object(services, "ACK_TIMEOUT", 0.3),
-            pytest.raises(HomeAssistantError) as err,
-        ):
-            await _call(hass, "publish", entry, topic="frozen", qos=1)
-    finally:
-        broker.resume()
-    assert err.value.translation_key == "broker_timeout"
+    async with MqttSubscriber(broker, "frozen", qos=1) as sub:
+        broker.pause()
+        try:
+            with patch.object(services, "ACK_TIMEOUT", 0.3):
+                result = await _call(
+                    hass, "publish", entry, response=True, topic="frozen", qos=1
+                )
+        finally:
+            broker.resume()
+        assert result["queued"] is True
+        assert (await sub.message()).topic == "frozen"
     await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -18,14 +18,19 @@ from .broker import broker_config
 from .client import (
     BrokerAuthError,
     BrokerConnection,
+    BrokerTimeoutError,
+    BrokerUnreachableError,
     CertificateError,
     CloudSyncError,
+    NotConnectedError,
+    Outbox,
     build_ssl_context,
 )
-from .const import CONNECT_TIMEOUT, DOMAIN, signal_connection
+from .const import CONNECT_TIMEOUT, DOMAIN, LOGGER, signal_connection
 from .events import async_setup_events
 from .http import async_register_views
 from .models import CloudSyncConfigEntry, CloudSyncData
+from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
 from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
 from .services import async_setup_services
 
@@ -57,6 +62,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
             translation_placeholders={**placeholders, "error": str(err)},
         ) from err
 
+    try:
+        limits = outbox_limits(entry.options)
+    except ValueError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_outbox_options",
+            translation_placeholders={**placeholders, "error": str(err)},
+        ) from err
+
     @callback
     def _connection_changed(connected: bool) -> None:  # noqa: FBT001
         async_dispatcher_send(hass, signal_connection(entry.entry_id), connected)
@@ -71,19 +85,30 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
         on_connection_change=_connection_changed,
         connect_timeout=CONNECT_TIMEOUT,
     )
-    registry = SubscriptionRegistry(hass, entry.entry_id, connection)
+    outbox = await async_open_outbox(hass, entry, connection, limits)
+
+    async def _async_shutdown(_event: Event | None = None) -> None:
+        await _async_close(connection, outbox)
+
+    # Registered first: HA runs it also when the setup fails below.
+    entry.async_on_unload(_async_shutdown)
+    registry = SubscriptionRegistry(hass, entry.entry_id, connection, outbox)
     await registry.async_load()
     try:
         await connection.connect()
     except BrokerAuthError as err:
-        await connection.disconnect()
         raise ConfigEntryAuthFailed(
             translation_domain=DOMAIN,
             translation_key="invalid_auth",
             translation_placeholders={**placeholders, "error": str(err)},
         ) from err
+    except (BrokerUnreachableError, BrokerTimeoutError, NotConnectedError) as err:
+        # Publishes are queued in the outbox until the broker is back.
+        LOGGER.warning(
+            "Cannot reach %s yet, retrying in the background: %s", config.url, err
+        )
+        connection.start_reconnecting()
     except CloudSyncError as err:
-        await connection.disconnect()
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
             translation_key="cannot_connect",
@@ -91,21 +116,23 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
         ) from err
 
     entry.runtime_data = CloudSyncData(
-        connection=connection, url=config.url, registry=registry
+        connection=connection, url=config.url, registry=registry, outbox=outbox
     )
-    entry.async_on_unload(connection.disconnect)
     entry.async_on_unload(registry.async_flush)
     entry.async_on_unload(async_setup_events(hass, entry))
-
-    async def _on_stop(_event: Event) -> None:
-        await connection.disconnect()
-
     entry.async_on_unload(
-        hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _on_stop)
+        hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_shutdown)
     )
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
+
+
+async def _async_close(connection: BrokerConnection, outbox: Outbox) -> None:
+    """Stop taking publishes, close the link (in-flight ones get queued), close the file."""
+    outbox.stop_accepting()
+    await connection.disconnect()
+    await outbox.close()
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> bool:
@@ -119,5 +146,6 @@ async def _async_reload(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> Non
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> None:
-    """Delete the broker's stored subscriptions."""
+    """Delete the broker's stored subscriptions and its outbox."""
     await Store(hass, STORAGE_VERSION, storage_key(entry.entry_id)).async_remove()
+    await async_remove_outbox(hass, entry.entry_id)

@@ -16,8 +16,12 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.data_entry_flow import section
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.selector import (
     BooleanSelector,
+    DurationSelector,
+    DurationSelectorConfig,
     FileSelector,
     FileSelectorConfig,
     NumberSelector,
@@ -36,6 +40,7 @@ from .broker import async_probe_broker, broker_config, form_error
 from .client import (
     CertificateError,
     CloudSyncError,
+    OverflowPolicy,
     Protocol,
     build_ssl_context,
     certificate_to_pem,
@@ -48,15 +53,26 @@ from .const import (
     CONF_CLIENT_CERT,
     CONF_CLIENT_ID,
     CONF_CLIENT_KEY,
+    CONF_DRAIN_RATE,
     CONF_KEEPALIVE,
     CONF_KEY_PASSWORD,
+    CONF_MAX_AGE,
+    CONF_MAX_MESSAGES,
+    CONF_MAX_SIZE,
+    CONF_OUTBOX,
+    CONF_OVERFLOW,
     CONF_PROTOCOL,
     CONF_QOS,
     CONF_RETAIN,
     CONF_STATE_INTERVAL,
     CONF_URL,
     CONF_VERIFY_HOSTNAME,
+    DEFAULT_DRAIN_RATE,
     DEFAULT_KEEPALIVE,
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_MESSAGES,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_OVERFLOW,
     DEFAULT_QOS,
     DEFAULT_RETAIN,
     DEFAULT_STATE_INTERVAL,
@@ -103,48 +119,80 @@ REAUTH_SCHEMA = vol.Schema(
         vol.Optional(CONF_PASSWORD): _PASSWORD,
     }
 )
-OPTIONS_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_QOS, default=str(DEFAULT_QOS)): vol.All(
-            SelectSelector(
-                SelectSelectorConfig(
-                    options=["0", "1", "2"],
-                    mode=SelectSelectorMode.DROPDOWN,
-                    translation_key=CONF_QOS,
-                )
-            ),
-            vol.Coerce(int),
+
+
+def _count(maximum: int, unit: str | None = None) -> vol.All:
+    """Return a whole-number box from 1 to ``maximum``."""
+    config = NumberSelectorConfig(
+        min=1, max=maximum, step=1, mode=NumberSelectorMode.BOX
+    )
+    if unit:
+        config["unit_of_measurement"] = unit
+    return vol.All(NumberSelector(config), vol.Coerce(int))
+
+
+OUTBOX_FIELDS: dict[vol.Marker, Any] = {
+    vol.Required(CONF_MAX_MESSAGES, default=DEFAULT_MAX_MESSAGES): _count(100_000_000),
+    vol.Required(CONF_MAX_SIZE, default=DEFAULT_MAX_SIZE): _count(1_048_576, "MiB"),
+    vol.Required(CONF_MAX_AGE, default=DEFAULT_MAX_AGE): DurationSelector(
+        DurationSelectorConfig(enable_day=True, allow_negative=False)
+    ),
+    vol.Required(CONF_OVERFLOW, default=DEFAULT_OVERFLOW): SelectSelector(
+        SelectSelectorConfig(
+            options=[policy.value for policy in OverflowPolicy],
+            mode=SelectSelectorMode.DROPDOWN,
+            translation_key=CONF_OVERFLOW,
+        )
+    ),
+    vol.Required(CONF_DRAIN_RATE, default=DEFAULT_DRAIN_RATE): _count(
+        1_000_000, "messages/s"
+    ),
+}
+OPTIONS_FIELDS: dict[vol.Marker, Any] = {
+    vol.Required(CONF_QOS, default=str(DEFAULT_QOS)): vol.All(
+        SelectSelector(
+            SelectSelectorConfig(
+                options=["0", "1", "2"],
+                mode=SelectSelectorMode.DROPDOWN,
+                translation_key=CONF_QOS,
+            )
         ),
-        vol.Required(CONF_RETAIN, default=DEFAULT_RETAIN): BooleanSelector(),
-        vol.Required(CONF_KEEPALIVE, default=DEFAULT_KEEPALIVE): vol.All(
-            NumberSelector(
-                NumberSelectorConfig(
-                    min=10,
-                    max=3600,
-                    step=1,
-                    mode=NumberSelectorMode.BOX,
-                    unit_of_measurement="s",
-                )
-            ),
-            vol.Coerce(int),
+        vol.Coerce(int),
+    ),
+    vol.Required(CONF_RETAIN, default=DEFAULT_RETAIN): BooleanSelector(),
+    vol.Required(CONF_KEEPALIVE, default=DEFAULT_KEEPALIVE): vol.All(
+        NumberSelector(
+            NumberSelectorConfig(
+                min=10,
+                max=3600,
+                step=1,
+                mode=NumberSelectorMode.BOX,
+                unit_of_measurement="s",
+            )
         ),
-        vol.Required(CONF_STATE_INTERVAL, default=DEFAULT_STATE_INTERVAL): vol.All(
-            NumberSelector(
-                NumberSelectorConfig(
-                    min=0,
-                    max=3600,
-                    step=0.1,
-                    mode=NumberSelectorMode.BOX,
-                    unit_of_measurement="s",
-                )
-            ),
-            vol.Coerce(float),
+        vol.Coerce(int),
+    ),
+    vol.Required(CONF_STATE_INTERVAL, default=DEFAULT_STATE_INTERVAL): vol.All(
+        NumberSelector(
+            NumberSelectorConfig(
+                min=0,
+                max=3600,
+                step=0.1,
+                mode=NumberSelectorMode.BOX,
+                unit_of_measurement="s",
+            )
         ),
-        vol.Required(
-            CONF_ALLOW_LOCAL_UNAUTHENTICATED, default=False
-        ): BooleanSelector(),
-    }
-)
+        vol.Coerce(float),
+    ),
+    vol.Required(CONF_ALLOW_LOCAL_UNAUTHENTICATED, default=False): BooleanSelector(),
+}
+
+
+def options_schema() -> vol.Schema:
+    """Return a fresh options schema (HA writes suggested values into sections)."""
+    outbox = section(vol.Schema(OUTBOX_FIELDS), {"collapsed": True})
+    return vol.Schema({**OPTIONS_FIELDS, vol.Required(CONF_OUTBOX): outbox})
+
 
 _STORED_TLS = (CONF_CA_CERT, CONF_CLIENT_CERT, CONF_CLIENT_KEY, CONF_KEY_PASSWORD)
 
@@ -410,17 +458,28 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class CloudSyncOptionsFlow(OptionsFlow):
-    """Default QoS, retain flag and keepalive of a broker."""
+    """Default QoS, retain flag, keepalive and the outbox caps of a broker."""
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Show and store the options."""
+        errors: dict[str, str] = {}
         if user_input is not None:
-            return self.async_create_entry(data=user_input)
-        options = self.config_entry.options
-        suggested = {**options, CONF_QOS: str(options.get(CONF_QOS, DEFAULT_QOS))}
+            max_age = cv.time_period_dict(user_input[CONF_OUTBOX][CONF_MAX_AGE])
+            if max_age.total_seconds() > 0:
+                return self.async_create_entry(data=user_input)
+            errors["base"] = "invalid_max_age"
+        options = user_input or self.config_entry.options
+        suggested = {
+            **options,
+            CONF_QOS: str(options.get(CONF_QOS, DEFAULT_QOS)),
+            CONF_OUTBOX: options.get(CONF_OUTBOX, {}),
+        }
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, suggested),
+            data_schema=self.add_suggested_values_to_schema(
+                options_schema(), suggested
+            ),
+            errors=errors,
         )

@@ -23,12 +23,26 @@ CONF_KEEPALIVE: Final = "keepalive"
 CONF_STATE_INTERVAL: Final = "state_interval"
 CONF_ALLOW_LOCAL_UNAUTHENTICATED: Final = "allow_local_unauthenticated"
 
+CONF_OUTBOX: Final = "outbox"
+CONF_MAX_MESSAGES: Final = "max_messages"
+CONF_MAX_SIZE: Final = "max_size"
+CONF_MAX_AGE: Final = "max_age"
+CONF_OVERFLOW: Final = "overflow"
+CONF_DRAIN_RATE: Final = "drain_rate"
+
 DEFAULT_QOS: Final = 0
 DEFAULT_RETAIN: Final = False
 DEFAULT_KEEPALIVE: Final = 60
 DEFAULT_STATE_INTERVAL: Final = 1.0
+DEFAULT_MAX_MESSAGES: Final = 100_000
+DEFAULT_MAX_SIZE: Final = 64  # MiB
+DEFAULT_MAX_AGE: Final = {"days": 7}
+DEFAULT_OVERFLOW: Final = "drop_oldest"
+DEFAULT_DRAIN_RATE: Final = 1000
 
 EVENT_MESSAGE_RECEIVED: Final = "cloudsync_message_received"
+EVENT_MESSAGE_DELIVERED: Final = "cloudsync_message_delivered"
+EVENT_MESSAGE_DROPPED: Final = "cloudsync_message_dropped"
 
 CONNECT_TIMEOUT: Final = 10.0
 ACK_TIMEOUT: Final = 10.0
@@ -37,3 +51,8 @@ ACK_TIMEOUT: Final = 10.0
 def signal_connection(entry_id: str) -> str:
     """Return the dispatcher signal fired when a broker connects or disconnects."""
     return f"{DOMAIN}_{entry_id}_connection"
+
+
+def signal_outbox(entry_id: str) -> str:
+    """Return the dispatcher signal fired when a broker's outbox counts change."""
+    return f"{DOMAIN}_{entry_id}_outbox"

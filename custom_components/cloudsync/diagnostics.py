@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
@@ -20,6 +21,7 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return the entry's configuration and connection state."""
     connection = entry.runtime_data.connection
+    outbox = entry.runtime_data.outbox
     return {
         "entry": {
             "data": async_redact_data(dict(entry.data), TO_REDACT),
@@ -32,5 +34,10 @@ async def async_get_config_entry_diagnostics(
             "last_error": connection.last_error,
             "subscriptions": len(connection.subscriptions),
             "pending_acks": connection.pending_acks,
+        },
+        "outbox": {
+            "path": str(outbox.path),
+            "limits": asdict(outbox.limits),
+            "stats": asdict(outbox.stats),
         },
     }

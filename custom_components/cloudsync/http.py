@@ -34,6 +34,8 @@ from .client import (
     CloudSyncError,
     InvalidTopicError,
     NotConnectedError,
+    OutboxError,
+    OutboxFullError,
     PayloadTooLargeError,
     SubscriptionRefusedError,
     validate_filter,
@@ -87,6 +89,8 @@ _ERRORS: Final[tuple[tuple[type[Exception], HTTPStatus, str], ...]] = (
     (SubscriptionRefusedError, HTTPStatus.FORBIDDEN, "subscription_refused"),
     (BrokerRefusedError, HTTPStatus.FORBIDDEN, "broker_refused"),
     (BrokerTimeoutError, HTTPStatus.GATEWAY_TIMEOUT, "timeout"),
+    (OutboxFullError, HTTPStatus.INSUFFICIENT_STORAGE, "outbox_full"),
+    (OutboxError, HTTPStatus.INTERNAL_SERVER_ERROR, "outbox_error"),
     (CloudSyncError, HTTPStatus.BAD_GATEWAY, "broker_error"),
 )
 _HANDLED: Final[tuple[type[Exception], ...]] = (
@@ -203,10 +207,16 @@ def _error(err: Exception) -> tuple[HTTPStatus, str]:
     )
 
 
+type _Reply = dict[str, Any] | tuple[dict[str, Any], HTTPStatus]
+
+
 def _api[V: HomeAssistantView, **P](
-    func: Callable[Concatenate[V, web.Request, P], Awaitable[dict[str, Any]]],
+    func: Callable[Concatenate[V, web.Request, P], Awaitable[_Reply]],
 ) -> Callable[Concatenate[V, web.Request, P], Coroutine[Any, Any, web.Response]]:
-    """Authenticate, run the handler and turn every known error into a JSON reply."""
+    """Authenticate, run the handler and turn every known error into a JSON reply.
+
+    A handler returns its JSON body, or the body and a status other than 200.
+    """
 
     @functools.wraps(func)
     async def handler(
@@ -214,7 +224,10 @@ def _api[V: HomeAssistantView, **P](
     ) -> web.Response:
         try:
             async_authenticate(request.app[KEY_HASS], request)
-            return view.json(await func(view, request, *args, **kwargs))
+            reply = await func(view, request, *args, **kwargs)
+            if isinstance(reply, tuple):
+                return view.json(*reply)
+            return view.json(reply)
         except _HANDLED as err:
             status, code = _error(err)
             if status is HTTPStatus.UNAUTHORIZED:
@@ -297,28 +310,39 @@ class PublishView(CloudSyncView):
     name = "api:cloudsync:publish"
 
     @_api
-    async def post(self, request: web.Request) -> dict[str, Any]:
-        """Publish and answer once the broker acknowledged it."""
+    async def post(self, request: web.Request) -> _Reply:
+        """Answer 200 once the broker acknowledged it, or 202 once it is queued."""
         body, entry = await _async_request(request, PUBLISH_SCHEMA)
         payload = _payload_bytes(body["payload"], body["encoding"])
         qos = body.get("qos", entry.options.get(CONF_QOS, DEFAULT_QOS))
         retain = body.get("retain", entry.options.get(CONF_RETAIN, DEFAULT_RETAIN))
-        mid = await entry.runtime_data.registry.async_publish(
+        result = await entry.runtime_data.registry.async_publish(
             body["appid"],
             body["topic"],
             payload,
             qos,
             retain=retain,
             timeout=body["timeout"],
+            qos_explicit="qos" in body,
         )
         broker = str(entry.runtime_data.url)
-        return {
-            "Message": f"Data published successfully to Cloud {broker}",
+        reply = {
             "broker": broker,
             "topic": body["topic"],
-            "qos": qos,
+            "qos": result.qos,
             "retain": retain,
-            "mid": mid,
+            "queued": result.queued,
+            "id": result.id,
+        }
+        if result.queued:
+            return {
+                "Message": f"Data queued for Cloud {broker}",
+                **reply,
+            }, HTTPStatus.ACCEPTED
+        return {
+            "Message": f"Data published successfully to Cloud {broker}",
+            **reply,
+            "mid": result.mid,
         }
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from homeassistant.config_entries import ConfigEntry
 
-from .client import BrokerConnection, BrokerUrl
+from .client import BrokerConnection, BrokerUrl, Outbox
 from .registry import SubscriptionRegistry
 
 
@@ -17,6 +17,7 @@ class CloudSyncData:
     connection: BrokerConnection
     url: BrokerUrl
     registry: SubscriptionRegistry
+    outbox: Outbox
 
 
 type CloudSyncConfigEntry = ConfigEntry[CloudSyncData]

@@ -21,6 +21,8 @@ from paho.mqtt.matcher import MQTTMatcher
 
 from .client import (
     BrokerConnection,
+    Outbox,
+    PublishResult,
     ReceivedMessage,
     is_wildcard,
     validate_filter,
@@ -107,11 +109,16 @@ class SubscriptionRegistry:
     """Subscriptions and latest data for one broker."""
 
     def __init__(
-        self, hass: HomeAssistant, entry_id: str, connection: BrokerConnection
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        connection: BrokerConnection,
+        outbox: Outbox,
     ) -> None:
         """Create an empty registry; call async_load() to restore stored subscriptions."""
         self._hass = hass
         self._connection = connection
+        self._outbox = outbox
         self._store: Store[_StoredData] = Store(
             hass, STORAGE_VERSION, storage_key(entry_id)
         )
@@ -215,13 +222,22 @@ class SubscriptionRegistry:
         *,
         retain: bool,
         timeout: float,
-    ) -> int:
-        """Publish for an app and return the message id."""
-        mid = await self._connection.publish(
-            topic, payload, qos, retain=retain, timeout=timeout
+        qos_explicit: bool = True,
+    ) -> PublishResult:
+        """Publish for an app now, or queue it in the outbox when that cannot be done.
+
+        ``qos_explicit`` False means ``qos`` is only the default: queued, it goes at 1.
+        """
+        result = await self._outbox.publish(
+            topic,
+            payload,
+            qos,
+            retain=retain,
+            timeout=timeout,
+            qos_explicit=qos_explicit,
         )
         self._apps.add(app_id)
-        return mid
+        return result
 
     def get(self, app_id: str, topic: str) -> LatestData | None:
         """Return the newest data on ``topic`` for a subscribed app (None before any).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,8 +12,12 @@ from typing import Any, Self
 from homeassistant.components.sensor import (
     RestoreSensor,
     SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
     SensorExtraStoredData,
+    SensorStateClass,
 )
+from homeassistant.const import EntityCategory, UnitOfTime
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import TemplateError
 from homeassistant.helpers import entity_registry as er
@@ -22,11 +27,13 @@ from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.template import Template
 from homeassistant.util.json import json_loads
 
+from .client import OutboxStats
 from .const import (
     CONF_STATE_INTERVAL,
     DEFAULT_STATE_INTERVAL,
     LOGGER,
     signal_connection,
+    signal_outbox,
 )
 from .entity import CloudSyncEntity
 from .models import CloudSyncConfigEntry
@@ -42,8 +49,80 @@ async def async_setup_entry(
     entry: CloudSyncConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Create a sensor for each subscription now and whenever one is added."""
+    """Add the outbox sensors, and a sensor per subscription (now and when added)."""
+    async_add_entities(
+        OutboxSensor(entry, description) for description in OUTBOX_SENSORS
+    )
     TopicSensors(hass, entry, async_add_entities).async_start()
+
+
+def _oldest_age(stats: OutboxStats) -> int:
+    """Return the age of the oldest queued message in seconds (0 when none)."""
+    return max(0, round(time.time() - stats.oldest)) if stats.oldest else 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxSensorEntityDescription(SensorEntityDescription):
+    """An outbox count and how to read it."""
+
+    value_fn: Callable[[OutboxStats], int]
+
+
+OUTBOX_SENSORS: tuple[OutboxSensorEntityDescription, ...] = (
+    OutboxSensorEntityDescription(
+        key="outbox_queued",
+        translation_key="outbox_queued",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda stats: stats.queued,
+    ),
+    OutboxSensorEntityDescription(
+        key="outbox_oldest_age",
+        translation_key="outbox_oldest_age",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=_oldest_age,
+    ),
+    OutboxSensorEntityDescription(
+        key="outbox_dropped",
+        translation_key="outbox_dropped",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        value_fn=lambda stats: stats.dropped,
+    ),
+    OutboxSensorEntityDescription(
+        key="outbox_delivered",
+        translation_key="outbox_delivered",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        value_fn=lambda stats: stats.delivered,
+    ),
+)
+
+
+class OutboxSensor(CloudSyncEntity, SensorEntity):
+    """One count of the broker's outbox, updated at most once a second."""
+
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
+    entity_description: OutboxSensorEntityDescription
+
+    def __init__(
+        self, entry: CloudSyncConfigEntry, description: OutboxSensorEntityDescription
+    ) -> None:
+        """Describe one outbox sensor."""
+        super().__init__(entry, description.key)
+        self.entity_description = description
+
+    @property
+    def native_value(self) -> int:
+        """Return the current count."""
+        return self.entity_description.value_fn(self.entry.runtime_data.outbox.stats)
+
+    async def async_added_to_hass(self) -> None:
+        """Write the state when the outbox changes."""
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass, signal_outbox(self.entry.entry_id), self.async_write_ha_state
+            )
+        )
 
 
 @dataclass

@@ -26,6 +26,8 @@ from .client import (
     CloudSyncError,
     InvalidTopicError,
     NotConnectedError,
+    OutboxError,
+    OutboxFullError,
     PayloadTooLargeError,
     SubscriptionRefusedError,
 )
@@ -113,6 +115,8 @@ _ERRORS: Final[dict[type[Exception], tuple[type[HomeAssistantError], str]]] = {
     NotSubscribedError: (ServiceValidationError, "not_subscribed"),
     binascii.Error: (ServiceValidationError, "invalid_payload"),
     UnicodeError: (ServiceValidationError, "invalid_payload"),
+    OutboxFullError: (ServiceValidationError, "outbox_full"),
+    OutboxError: (HomeAssistantError, "outbox_error"),
     NotConnectedError: (HomeAssistantError, "not_connected"),
     BrokerTimeoutError: (HomeAssistantError, "broker_timeout"),
     PayloadTooLargeError: (HomeAssistantError, "payload_too_large"),
@@ -189,7 +193,7 @@ def _data_response(topic: str, data: LatestData | None) -> dict[str, Any]:
 
 @_translate_errors
 async def _async_publish(call: ServiceCall) -> ServiceResponse:
-    """Publish a message and return its message id when asked."""
+    """Publish a message (or queue it) and say which when asked."""
     entry = _async_get_entry(call)
     topic = call.data[ATTR_TOPIC]
     qos = call.data.get(ATTR_QOS, int(entry.options.get(CONF_QOS, DEFAULT_QOS)))
@@ -197,17 +201,25 @@ async def _async_publish(call: ServiceCall) -> ServiceResponse:
         ATTR_RETAIN, bool(entry.options.get(CONF_RETAIN, DEFAULT_RETAIN))
     )
     payload = _payload_bytes(call.data[ATTR_PAYLOAD], call.data[ATTR_ENCODING])
-    mid = await entry.runtime_data.registry.async_publish(
+    result = await entry.runtime_data.registry.async_publish(
         call.data[ATTR_APP_ID],
         topic,
         payload,
         qos,
         retain=retain,
         timeout=ACK_TIMEOUT,
+        qos_explicit=ATTR_QOS in call.data,
     )
     if not call.return_response:
         return None
-    return {"mid": mid, "topic": topic, "qos": qos, "retain": retain}
+    return {
+        "queued": result.queued,
+        "id": result.id,
+        "mid": result.mid,
+        "topic": topic,
+        "qos": result.qos,
+        "retain": retain,
+    }
 
 
 @_translate_errors

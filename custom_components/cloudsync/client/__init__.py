@@ -19,8 +19,20 @@ from .errors import (
     CloudSyncError,
     InvalidTopicError,
     NotConnectedError,
+    OutboxClosedError,
+    OutboxError,
+    OutboxFullError,
     PayloadTooLargeError,
     SubscriptionRefusedError,
+)
+from .outbox import Outbox, OutboxStats, PublishResult
+from .outbox_store import (
+    DroppedMessage,
+    DropReason,
+    OutboxLimits,
+    OverflowPolicy,
+    QueuedMessage,
+    remove_files,
 )
 from .tls import build_ssl_context, certificate_to_pem, private_key_to_pem
 from .topics import is_wildcard, validate_filter, validate_topic
@@ -38,10 +50,21 @@ __all__ = [
     "BrokerUrl",
     "CertificateError",
     "CloudSyncError",
+    "DropReason",
+    "DroppedMessage",
     "InvalidTopicError",
     "NotConnectedError",
+    "Outbox",
+    "OutboxClosedError",
+    "OutboxError",
+    "OutboxFullError",
+    "OutboxLimits",
+    "OutboxStats",
+    "OverflowPolicy",
     "PayloadTooLargeError",
     "Protocol",
+    "PublishResult",
+    "QueuedMessage",
     "ReceivedMessage",
     "SubscriptionRefusedError",
     "build_ssl_context",
@@ -49,6 +72,7 @@ __all__ = [
     "is_wildcard",
     "parse_broker_url",
     "private_key_to_pem",
+    "remove_files",
     "validate_filter",
     "validate_topic",
 ]

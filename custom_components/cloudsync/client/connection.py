@@ -107,7 +107,9 @@ class BrokerConnection:
         self._create_task: TaskFactory = create_task or _default_task_factory
         self._ssl_context = ssl_context
         self.on_message = on_message
-        self._on_connection_change = on_connection_change
+        self._connection_listeners: list[Callable[[bool], None]] = (
+            [on_connection_change] if on_connection_change is not None else []
+        )
         self._connect_timeout = connect_timeout
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
@@ -144,6 +146,13 @@ class BrokerConnection:
         """Return how many publishes and (un)subscribes wait for the broker."""
         return len(self._pending)
 
+    def add_connection_listener(
+        self, listener: Callable[[bool], None]
+    ) -> Callable[[], None]:
+        """Call ``listener(connected)`` on every change; return a function that stops it."""
+        self._connection_listeners.append(listener)
+        return lambda: self._connection_listeners.remove(listener)
+
     def track(self, topic_filter: str, qos: int = 0) -> None:
         """Track a filter without sending anything; it is subscribed on the next CONNACK."""
         validate_filter(topic_filter)
@@ -158,6 +167,19 @@ class BrokerConnection:
             self._ssl_context = await self._executor(build_ssl_context, self.config)
         await self._attempt()
         self._auto_reconnect = True
+
+    def start_reconnecting(self) -> None:
+        """Keep trying in the background after connect() failed (e.g. broker down)."""
+        self._auto_reconnect = True
+        self._start_reconnect()
+
+    def reconnect(self, reason: str) -> None:
+        """Drop a link that stopped answering and connect again."""
+        if self._mqttc is None or self._closing:
+            return
+        _LOGGER.warning("Reconnecting to %s: %s", self.config.url, reason)
+        self._teardown(reason)
+        self._start_reconnect()
 
     async def disconnect(self) -> None:
         """Close the connection and stop reconnecting; safe to call twice."""
@@ -182,6 +204,39 @@ class BrokerConnection:
         timeout: float = 10.0,
     ) -> int:
         """Publish and wait for PUBACK/PUBCOMP (QoS 1/2) or the write (QoS 0)."""
+        mid, future = self._send_publish(topic, payload, qos, retain=retain)
+        if future is None:
+            return mid
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError as err:
+            msg = f"{self.config.url} did not acknowledge the publish to {topic} within {timeout:g} s"
+            raise BrokerTimeoutError(msg) from err
+        finally:
+            if self._pending.get(mid) is future:
+                del self._pending[mid]
+        return mid
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, qos: int = 0, *, retain: bool = False
+    ) -> asyncio.Future[Any]:
+        """Send a publish now; the future resolves on PUBACK/PUBCOMP or the write.
+
+        It fails with NotConnectedError when the link drops first, and with
+        BrokerRefusedError when the broker answers with a failure reason code.
+        """
+        _mid, future = self._send_publish(topic, payload, qos, retain=retain)
+        if future is None:
+            assert self._loop is not None  # noqa: S101
+            future = self._loop.create_future()
+            future.set_result(None)
+        return future
+
+    def _send_publish(
+        self, topic: str, payload: bytes, qos: int, *, retain: bool
+    ) -> tuple[int, asyncio.Future[Any] | None]:
+        """Hand a publish to paho; return its mid and the future of its ack (if any)."""
         validate_topic(topic)
         if len(payload) + len(topic.encode()) + 7 > self._max_packet:
             msg = f"payload of {len(payload)} bytes exceeds the broker's packet limit"
@@ -190,9 +245,10 @@ class BrokerConnection:
         info = mqttc.publish(topic, payload, qos, retain)
         self._check_rc(info.rc, "publish")
         if info.is_published():
-            return info.mid
-        await self._wait(info.mid, timeout, f"publish to {topic}")
-        return info.mid
+            return info.mid, None
+        assert self._loop is not None  # noqa: S101
+        future = self._pending[info.mid] = self._loop.create_future()
+        return info.mid, future
 
     async def subscribe(
         self, topic_filter: str, qos: int = 0, *, timeout: float = 10.0
@@ -596,8 +652,9 @@ class BrokerConnection:
         changed = connected != self._reported
         self._connected = connected
         self._reported = connected
-        if changed and self._on_connection_change is not None:
-            self._on_connection_change(connected)
+        if changed:
+            for listener in list(self._connection_listeners):
+                listener(connected)
 
     def _start_reconnect(self) -> None:
         """Start the reconnect loop unless closing or already running."""

@@ -45,3 +45,15 @@ class PayloadTooLargeError(CloudSyncError):
 
 class InvalidTopicError(CloudSyncError, ValueError):
     """A topic name or filter is not valid MQTT."""
+
+
+class OutboxError(CloudSyncError):
+    """The outbox file cannot be opened or written."""
+
+
+class OutboxFullError(OutboxError):
+    """The outbox is full and its overflow policy refuses new messages."""
+
+
+class OutboxClosedError(NotConnectedError):
+    """The outbox is shutting down and takes no new messages."""

@@ -1,0 +1,242 @@
+"""Drive the private Home Assistant like a user would: onboarding, tokens, config flows.
+
+Everything goes through HA's public REST and websocket APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+import contextlib
+import itertools
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from .processes import BenchError
+
+USERNAME = "bench"
+PASSWORD = "bench-password-not-secret"  # noqa: S105 - a throwaway local account
+_FLOW_STEPS = 5
+
+type EventHandler = Callable[[dict[str, Any]], None]
+
+
+class Websocket:
+    """HA's websocket API: commands with results, and event subscriptions."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Wrap an authenticated websocket."""
+        self._ws = ws
+        self._ids = itertools.count(1)
+        self._results: dict[int, asyncio.Future[Any]] = {}
+        self._handlers: dict[int, EventHandler] = {}
+        self._reader = asyncio.create_task(self._read(), name="bench websocket")
+
+    @classmethod
+    async def connect(
+        cls, session: aiohttp.ClientSession, base_url: str, token: str
+    ) -> Websocket:
+        """Open and authenticate the websocket."""
+        ws = await session.ws_connect(f"{base_url}/api/websocket", max_msg_size=0)
+        await ws.receive_json()  # auth_required
+        await ws.send_json({"type": "auth", "access_token": token})
+        reply = await ws.receive_json()
+        if reply.get("type") != "auth_ok":
+            msg = f"websocket auth failed: {reply}"
+            raise BenchError(msg)
+        return cls(ws)
+
+    async def command(self, message: dict[str, Any], timeout: float = 30) -> Any:
+        """Send a command and return its result."""
+        msg_id = next(self._ids)
+        future = self._results[msg_id] = asyncio.get_running_loop().create_future()
+        await self._ws.send_json({"id": msg_id, **message})
+        async with asyncio.timeout(timeout):
+            return await future
+
+    async def subscribe_events(self, event_type: str, handler: EventHandler) -> int:
+        """Call ``handler(event)`` for each event of the type; return the subscription."""
+        msg_id = next(self._ids)
+        self._handlers[msg_id] = handler
+        future = self._results[msg_id] = asyncio.get_running_loop().create_future()
+        await self._ws.send_json(
+            {"id": msg_id, "type": "subscribe_events", "event_type": event_type}
+        )
+        await future
+        return msg_id
+
+    async def unsubscribe(self, subscription: int) -> None:
+        """Stop an event subscription."""
+        await self.command({"type": "unsubscribe_events", "subscription": subscription})
+        self._handlers.pop(subscription, None)
+
+    async def close(self) -> None:
+        """Close the socket and stop reading."""
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        await self._ws.close()
+
+    async def _read(self) -> None:
+        async for frame in self._ws:
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(frame.data)
+            # HA sends several messages as one JSON array when they queue up.
+            for message in data if isinstance(data, list) else [data]:
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        msg_id = message.get("id")
+        if message.get("type") == "event":
+            if (handler := self._handlers.get(msg_id)) is not None:  # type: ignore[arg-type]
+                handler(message["event"])
+            return
+        future = self._results.pop(msg_id, None)  # type: ignore[arg-type]
+        if future is None or future.done():
+            return
+        if message.get("success", True):
+            future.set_result(message.get("result"))
+        else:
+            future.set_exception(BenchError(f"websocket command failed: {message}"))
+
+
+class HomeAssistantApi:
+    """Admin calls against the private Home Assistant."""
+
+    def __init__(self, session: aiohttp.ClientSession, port: int) -> None:
+        """Use ``session`` for everything (it is not the load generator's)."""
+        self.session = session
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.token = ""
+        self.ws: Websocket | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Return the Authorization header."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def onboard(self, timeout: float = 120) -> None:
+        """Create the owner user, get tokens and open the websocket."""
+        client_id = f"{self.base_url}/"
+        body = {
+            "client_id": client_id,
+            "name": "Bench",
+            "username": USERNAME,
+            "password": PASSWORD,
+            "language": "en",
+        }
+        reply = await self._retry_post("/api/onboarding/users", body, timeout=timeout)
+        form = {
+            "grant_type": "authorization_code",
+            "code": reply["auth_code"],
+            "client_id": client_id,
+        }
+        async with self.session.post(f"{self.base_url}/auth/token", data=form) as resp:
+            tokens = await self._json(resp)
+        self.ws = await Websocket.connect(
+            self.session, self.base_url, tokens["access_token"]
+        )
+        # A long-lived token, so a long run never sees the 30-minute access token expire.
+        self.token = await self.ws.command(
+            {
+                "type": "auth/long_lived_access_token",
+                "client_name": "scripts/bench",
+                "lifespan": 1,
+            }
+        )
+
+    async def wait_running(self, timeout: float = 120) -> dict[str, Any]:
+        """Wait until HA reports that it started; return its config."""
+        deadline = time.monotonic() + timeout
+        while True:
+            config = await self.get("/api/config")
+            if config.get("state") == "RUNNING" or time.monotonic() > deadline:
+                return config
+            await asyncio.sleep(0.2)
+
+    async def get(self, path: str) -> Any:
+        """GET an authenticated JSON resource."""
+        async with self.session.get(
+            f"{self.base_url}{path}", headers=self.headers
+        ) as resp:
+            return await self._json(resp)
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST JSON to an authenticated resource."""
+        async with self.session.post(
+            f"{self.base_url}{path}", json=body, headers=self.headers
+        ) as resp:
+            return await self._json(resp)
+
+    async def config_flow(
+        self, handler: str, answers: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Run a config flow, answering each form by its step id; return the entry."""
+        flow_path = "/api/config/config_entries/flow"
+        result = await self.post(flow_path, {"handler": handler})
+        for _ in range(_FLOW_STEPS):
+            if result["type"] == "create_entry":
+                return dict(result["result"])
+            if result["type"] == "menu" and result["step_id"] in answers:
+                choice = {"next_step_id": answers[result["step_id"]]["next_step_id"]}
+                result = await self.post(f"{flow_path}/{result['flow_id']}", choice)
+                continue
+            if result["type"] != "form" or result["step_id"] not in answers:
+                break
+            if result.get("errors"):
+                msg = f"{handler} config flow: {result['errors']}"
+                raise BenchError(msg)
+            result = await self.post(
+                f"{flow_path}/{result['flow_id']}", answers[result["step_id"]]
+            )
+        msg = f"{handler} config flow stopped at {result}"
+        raise BenchError(msg)
+
+    async def wait_entry_loaded(self, domain: str, timeout: float = 30) -> None:
+        """Wait until the domain's config entry is loaded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entries = await self.get(
+                f"/api/config/config_entries/entry?domain={domain}"
+            )
+            states = {entry["state"] for entry in entries}
+            if states == {"loaded"}:
+                return
+            if states & {"setup_error", "migration_error"}:
+                break
+            await asyncio.sleep(0.1)
+        msg = f"the {domain} config entry did not load ({states}); see hass.log"
+        raise BenchError(msg)
+
+    async def entity_registry(self, platform: str) -> list[dict[str, Any]]:
+        """Return the entity registry entries of an integration."""
+        assert self.ws is not None  # noqa: S101
+        entries = await self.ws.command({"type": "config/entity_registry/list"})
+        return [entry for entry in entries if entry["platform"] == platform]
+
+    async def close(self) -> None:
+        """Close the websocket."""
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def _retry_post(
+        self, path: str, body: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """POST until HA has set up the component serving the path."""
+        deadline = time.monotonic() + timeout
+        while True:
+            async with self.session.post(f"{self.base_url}{path}", json=body) as resp:
+                if resp.status != 404 or time.monotonic() > deadline:  # noqa: PLR2004
+                    return dict(await self._json(resp))
+            await asyncio.sleep(0.2)
+
+    @staticmethod
+    async def _json(resp: aiohttp.ClientResponse) -> Any:
+        if resp.status >= 400:  # noqa: PLR2004
+            msg = f"{resp.method} {resp.url.path} -> {resp.status}: {await resp.text()}"
+            raise BenchError(msg)
+        return await resp.json(content_type=None)

@@ -1,0 +1,266 @@
+"""Phase 4: a burst from a separate publisher into cloudsync's registry.
+
+cloudsync subscribes (REST) to a few topics; ``bench.publisher`` bursts N QoS 0 messages
+over them. Every message that reaches the registry fires ``cloudsync_message_received``;
+the bench counts those events (distinct sequence numbers) on a websocket of its own, and
+the ``state_changed`` events of the topics' sensors (the entity state writes, which
+cloudsync coalesces). Rate = messages / (time from the first message sent until the
+registry answers the last one over REST); the event websocket listens meanwhile, so the
+rate includes forwarding every event to it. Afterwards the registry must answer each
+topic's last payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from .context import Context
+from .processes import PYTHON, BenchError
+
+BASE = "/api/v1/orchestration/cloudsyncmgr"
+APP_ID = "bench"
+_EVENT_TYPES = ("cloudsync_message_received", "state_changed")
+_STALL = 10.0
+_POLL = 0.005
+_COALESCE_WAIT = 1.5  # one state interval (1 s by default) plus slack
+
+
+def topics(ctx: Context) -> list[str]:
+    """Return the ingest topics."""
+    return [f"bench/in/{index}" for index in range(ctx.options.ingest_topics)]
+
+
+async def _subscribe(ctx: Context) -> set[str]:
+    """Subscribe cloudsync to the ingest topics; return their sensors' entity ids."""
+    for topic in topics(ctx):
+        await ctx.api.post(
+            f"{BASE}/subscribe", {"appid": APP_ID, "topic": topic, "url": "127.0.0.1"}
+        )
+    wanted = {f"_topic_{topic}" for topic in topics(ctx)}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ids = {
+            entry["entity_id"]
+            for entry in await ctx.api.entity_registry("cloudsync")
+            if str(entry.get("unique_id", "")).endswith(tuple(wanted))
+        }
+        if len(ids) == len(wanted):
+            return ids
+        await asyncio.sleep(0.2)
+    msg = "the ingest topics' sensors did not appear"
+    raise BenchError(msg)
+
+
+class EventTap:
+    """A websocket of its own that counts a burst's events with little CPU.
+
+    HA drops a websocket client that falls 4096 messages behind, and a burst fires
+    thousands of events per second: so frames are scanned with a regular expression
+    instead of being parsed, except the rare ones that carry a state change.
+    """
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, sensors: set[str]) -> None:
+        """Count on an authenticated, subscribed websocket."""
+        self._ws = ws
+        self._sensors = sensors
+        self._pattern = re.compile(r"(?!)")
+        self.seqs: set[str] = set()
+        self.last_at = 0.0
+        self.state_writes = 0
+        self.dropped = False
+        self._reader = asyncio.create_task(self._read(), name="bench event tap")
+
+    @classmethod
+    async def open(cls, ctx: Context, sensors: set[str]) -> EventTap:
+        """Connect, authenticate and subscribe to the two event types."""
+        ws = await ctx.api.session.ws_connect(
+            f"{ctx.api.base_url}/api/websocket", max_msg_size=0
+        )
+        await ws.receive_json()
+        await ws.send_json({"type": "auth", "access_token": ctx.api.token})
+        replies = [await ws.receive_json()]
+        # Coalescing lets HA send a burst's events as a few large frames.
+        commands = [
+            {"type": "supported_features", "features": {"coalesce_messages": 1}},
+            *({"type": "subscribe_events", "event_type": t} for t in _EVENT_TYPES),
+        ]
+        for msg_id, command in enumerate(commands, 1):
+            await ws.send_json({"id": msg_id, **command})
+            replies.append(await ws.receive_json())
+        if replies[0].get("type") != "auth_ok" or not all(
+            reply.get("success") for reply in replies[1:]
+        ):
+            msg = f"event websocket: {replies}"
+            raise BenchError(msg)
+        return cls(ws, sensors)
+
+    def start(self, tag: str) -> None:
+        """Count the messages of the burst tagged ``tag`` from now on."""
+        self._pattern = re.compile(rf'"payload":"[0-9.]+ ([0-9]+) {re.escape(tag)}"')
+        self.seqs = set()
+        self.state_writes = 0
+
+    async def close(self) -> None:
+        """Stop reading and close the websocket."""
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        await self._ws.close()
+
+    async def _read(self) -> None:
+        async for frame in self._ws:
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            text: str = frame.data
+            before = len(self.seqs)
+            self.seqs.update(self._pattern.findall(text))
+            if len(self.seqs) != before:
+                self.last_at = time.time()
+            if '"state_changed"' in text:
+                self._count_states(json.loads(text))
+        self.dropped = True
+
+    def _count_states(self, data: Any) -> None:
+        for message in data if isinstance(data, list) else [data]:
+            event = message.get("event", {})
+            if (
+                event.get("event_type") == "state_changed"
+                and event["data"].get("entity_id") in self._sensors
+            ):
+                self.state_writes += 1
+
+
+class Ingest:
+    """The ingest phase: subscriptions set up once, then a burst per round."""
+
+    def __init__(self, ctx: Context, sensors: set[str]) -> None:
+        """Burst into the subscribed topics whose sensors are ``sensors``."""
+        self._ctx = ctx
+        self._sensors = sensors
+
+    @classmethod
+    async def prepare(cls, ctx: Context) -> Ingest:
+        """Subscribe cloudsync to the topics."""
+        return cls(ctx, await _subscribe(ctx))
+
+    async def run(self, round_no: int) -> dict[str, Any]:
+        """Burst into the registry and return the ingest metrics."""
+        ctx, tag = self._ctx, f"r{round_no}"
+        count = ctx.options.ingest_messages
+        tap = await EventTap.open(ctx, self._sensors)
+        try:
+            await ctx.settle()
+            tap.start(tag)
+            before = ctx.cpu_sample()
+            async with ctx.profiler.record(f"r{round_no}-ingest"):
+                poll = asyncio.create_task(self._poll_last(tag, 10 + count / 1000))
+                burst = await self._burst(tag)
+                seen_at = await poll
+                cpu = ctx.cpu_usage(before, ctx.cpu_sample())
+                await self._wait_for(tap, count)
+            await asyncio.sleep(_COALESCE_WAIT)  # the last coalesced state write
+        finally:
+            await tap.close()
+        errors = []
+        if seen_at is None:
+            errors.append("the burst's last message never reached the registry")
+        if tap.dropped:
+            errors.append(
+                "HA closed the event websocket: over 4096 events queued for it "
+                "(see hass.log); the count stops there"
+            )
+        if not await self._registry_has_last(tag):
+            errors.append("the registry does not hold each topic's last payload")
+        seconds = (seen_at or time.time()) - burst["start"]
+        return {
+            "sent": count,
+            "delivered": len(tap.seqs),
+            "errors": len(errors),
+            "error_samples": errors,
+            "msgs_per_s": count / seconds if seen_at else 0.0,
+            "seconds": seconds,
+            "broker_routed_s": burst["routed"] - burst["start"],
+            "state_writes": tap.state_writes,
+            "topics": len(topics(ctx)),
+            "hass_cpu_us_per_msg": cpu["hass_s"] * 1e6 / count,
+            "other_load_cores": cpu["other_cores"],
+        }
+
+    def _data_url(self, topic: str) -> URL:
+        """Return the GET URL of a topic's latest data (``/`` sent as ``%2F``)."""
+        path = f"{BASE}/getsubscribedata/127.0.0.1/{topic.replace('/', '%2F')}/{APP_ID}"
+        return URL(f"{self._ctx.api.base_url}{path}", encoded=True)
+
+    async def _latest(self, topic: str) -> list[str]:
+        """Return the registry's latest payload on a topic, split at spaces."""
+        api = self._ctx.api
+        async with api.session.get(self._data_url(topic), headers=api.headers) as resp:
+            reply = await resp.json(content_type=None)
+        return str(reply.get("Message", "")).split(" ")
+
+    async def _poll_last(self, tag: str, timeout: float) -> float | None:
+        """Return when the registry first answered the burst's last message.
+
+        Messages on one connection are handled in order, so the last one in the
+        registry means the burst went through. Polled every 5 ms, which costs HA a
+        few per cent of a core.
+        """
+        names, last = topics(self._ctx), self._ctx.options.ingest_messages - 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (await self._latest(names[last % len(names)]))[1:] == [str(last), tag]:
+                return time.time()
+            await asyncio.sleep(_POLL)
+        return None
+
+    async def _burst(self, tag: str) -> dict[str, float]:
+        """Run the publisher process and return its summary."""
+        ctx = self._ctx
+        child = await ctx.processes.start(
+            "publisher",
+            PYTHON,
+            "-m",
+            "bench.publisher",
+            str(ctx.broker_port),
+            str(ctx.options.ingest_messages),
+            tag,
+            *topics(ctx),
+            pipes=True,
+        )
+        output, _ = await child.process.communicate()
+        await ctx.processes.stop(child)
+        if child.process.returncode != 0:
+            msg = f"publisher failed ({child.process.returncode}): {output!r}"
+            raise BenchError(msg)
+        summary: dict[str, float] = json.loads(output)
+        return summary
+
+    @staticmethod
+    async def _wait_for(tap: EventTap, count: int) -> None:
+        """Wait until every message arrived, or nothing arrived for a while."""
+        last_count, last_change = -1, time.monotonic()
+        while (
+            len(tap.seqs) < count
+            and not tap.dropped
+            and time.monotonic() - last_change < _STALL
+        ):
+            await asyncio.sleep(0.02)
+            if len(tap.seqs) != last_count:
+                last_count, last_change = len(tap.seqs), time.monotonic()
+
+    async def _registry_has_last(self, tag: str) -> bool:
+        """Return True when the registry holds each topic's last payload of the burst."""
+        count, names = self._ctx.options.ingest_messages, topics(self._ctx)
+        for index, topic in enumerate(names):
+            last_seq = max(s for s in range(count) if s % len(names) == index)
+            if (await self._latest(topic))[1:] != [str(last_seq), tag]:
+                return False
+        return True

@@ -1,0 +1,120 @@
+"""The delivery counter: a separate process subscribed at the broker.
+
+Run as ``python -m bench.subscriber PORT FILTER``. It prints ``ready`` once subscribed,
+then answers one JSON line per JSON request line on stdin::
+
+    {"topic": "bench/out/...", "expected": 1234, "timeout": 5}
+    -> {"topic": ..., "delivered": 1234, "duplicates": 0, "p50_ms": ..., "p99_ms": ...}
+
+Payloads start with ``<send time> <seq>``: the send time is ``time.time()`` in the load
+generator just before the request, so latency is measured from the HTTP send to the
+delivery here. A topic's data is dropped once reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .stats import percentile
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class TopicStats:
+    """Deliveries seen on one topic."""
+
+    seqs: set[bytes] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+    duplicates: int = 0
+    malformed: int = 0
+
+
+class Counter:
+    """Per-topic delivery counts and latencies, fed by paho's network thread."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._topics: dict[str, TopicStats] = {}
+        self._changed = threading.Condition()
+
+    def on_message(self, _client: Any, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """Count a delivery and its latency."""
+        now = time.time()
+        with self._changed:
+            stats = self._topics.setdefault(msg.topic, TopicStats())
+            parts = msg.payload.split(b" ", 2)
+            try:
+                sent_at = float(parts[0])
+                seq = parts[1]
+            except (ValueError, IndexError):
+                stats.malformed += 1
+                return
+            if seq in stats.seqs:
+                stats.duplicates += 1
+            else:
+                stats.seqs.add(seq)
+                stats.latencies.append(now - sent_at)
+            self._changed.notify_all()
+
+    def report(self, topic: str, expected: int, timeout: float) -> dict[str, Any]:
+        """Wait until ``expected`` distinct messages arrived (or timeout) and report."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                stats = self._topics.get(topic, TopicStats())
+                remaining = deadline - time.monotonic()
+                if len(stats.seqs) >= expected or remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            self._topics.pop(topic, None)
+        return {
+            "topic": topic,
+            "delivered": len(stats.seqs),
+            "duplicates": stats.duplicates,
+            "malformed": stats.malformed,
+            "p50_ms": percentile(stats.latencies, 0.50) * 1000,
+            "p99_ms": percentile(stats.latencies, 0.99) * 1000,
+            "max_ms": max(stats.latencies, default=0.0) * 1000,
+        }
+
+
+def main() -> None:
+    """Subscribe, say ready, then answer report requests until stdin closes."""
+    port, topic_filter = int(sys.argv[1]), sys.argv[2]
+    counter = Counter()
+    subscribed = threading.Event()
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{os.getpid()}"
+    )
+    client.on_message = counter.on_message
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.on_connect = lambda c, *_args: c.subscribe(topic_filter, qos=1)
+    client.connect(HOST, port)
+    client.loop_start()
+    if not subscribed.wait(10):
+        sys.exit("bench.subscriber: no SUBACK within 10 s")
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        reply = counter.report(
+            request["topic"], request["expected"], request["timeout"]
+        )
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+    client.disconnect()
+    client.loop_stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,430 @@
+"""Store-and-forward for one broker: publish now when possible, else queue on disk.
+
+A publish goes straight to the broker while the link is up, nothing is queued and fewer
+than ``window`` publishes wait for their acks. Otherwise (and when a direct publish
+loses its link or its ack does not come in time) the message is written to the outbox
+file and the caller is told it was queued. Once connected, a drain sends the queue in
+order through the same window at a limited rate, at QoS 1 unless the message asked for
+0, and the message is deleted only after its PUBACK/PUBCOMP. The file and its group
+commits are the OutboxWriter's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from functools import partial
+import logging
+from pathlib import Path
+import time
+from typing import Any, Final
+import uuid
+
+from .connection import BrokerConnection, TaskFactory
+from .errors import (
+    BrokerRefusedError,
+    BrokerTimeoutError,
+    CloudSyncError,
+    NotConnectedError,
+    OutboxClosedError,
+    OutboxFullError,
+    PayloadTooLargeError,
+)
+from .outbox_store import (
+    DroppedMessage,
+    DropReason,
+    OutboxLimits,
+    OverflowPolicy,
+    QueuedMessage,
+)
+from .outbox_writer import OutboxWriter
+from .topics import validate_topic
+
+_LOGGER = logging.getLogger(__name__)
+
+WINDOW: Final = 100  # unacknowledged publishes per broker (AWS IoT allows 100)
+FETCH_ROWS: Final = 256
+FETCH_BYTES: Final = 4 * 1024 * 1024
+ACK_WATCHDOG: Final = 30.0
+RETRY_DELAY: Final = 1.0
+MIN_SLEEP: Final = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """How a publish was taken: sent and acknowledged, or queued in the outbox."""
+
+    id: str
+    queued: bool
+    qos: int
+    mid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """What the outbox holds and has done."""
+
+    queued: int
+    queued_bytes: int
+    oldest: float | None
+    delivered: int
+    dropped: int
+
+
+class RateLimiter:
+    """A token bucket: ``rate`` per second on average, bursts of a tenth of a second."""
+
+    def __init__(self, rate: float) -> None:
+        """Start with a full bucket."""
+        self._rate = rate
+        self._burst = max(1.0, rate / 10)
+        self._tokens = self._burst
+        self._stamp = time.monotonic()
+
+    async def acquire(self) -> None:
+        """Take one token, sleeping until there is one."""
+        while True:
+            now = time.monotonic()
+            self._tokens = min(
+                self._burst, self._tokens + (now - self._stamp) * self._rate
+            )
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep(max((1 - self._tokens) / self._rate, MIN_SLEEP))
+
+
+class Outbox:
+    """The durable queue in front of one BrokerConnection."""
+
+    def __init__(  # noqa: PLR0913
+        self,
+        connection: BrokerConnection,
+        path: Path,
+        limits: OutboxLimits | None = None,
+        *,
+        create_task: TaskFactory | None = None,
+        on_delivered: Callable[[QueuedMessage], None] | None = None,
+        on_dropped: Callable[[DroppedMessage], None] | None = None,
+        on_change: Callable[[], None] | None = None,
+        window: int = WINDOW,
+    ) -> None:
+        """Prepare the outbox; open() reads the file."""
+        self.path = path
+        self.limits = limits or OutboxLimits()
+        self._connection = connection
+        self._create_task: TaskFactory = create_task or _task_on_running_loop
+        self._on_delivered = on_delivered
+        self._on_change = on_change
+        self._window = window
+        self._url = str(connection.config.url)
+        self._writer = OutboxWriter(
+            path,
+            self.limits,
+            self._url,
+            on_commit=self._committed,
+            on_dropped=on_dropped,
+        )
+        self._limiter = RateLimiter(self.limits.rate)
+        self._next_seq = 1
+        self._closing = False
+        self._active = 0  # publish() calls in progress
+        self._inflight = 0  # publishes waiting for their ack, direct or drained
+        self._sent: dict[int, QueuedMessage] = {}  # drained, waiting for their ack
+        self._drain_task: asyncio.Task[None] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
+        self._failure: CloudSyncError | None = None
+        self._cursor = 0
+        self._unlisten: Callable[[], None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """Return the messages waiting for the broker."""
+        return self._writer.queued
+
+    @property
+    def stats(self) -> OutboxStats:
+        """Return the counts for sensors and diagnostics."""
+        return OutboxStats(
+            queued=self._writer.queued,
+            queued_bytes=self._writer.queued_bytes,
+            oldest=self._writer.state.oldest,
+            delivered=self._writer.delivered,
+            dropped=self._writer.state.dropped,
+        )
+
+    async def open(self) -> tuple[Path | None, str | None]:
+        """Read the file and start; return where a corrupt file went and why.
+
+        Raise OutboxError when no outbox can be opened at all.
+        """
+        aside, error = await self._writer.open()
+        self._next_seq = self._writer.state.max_seq + 1
+        self._unlisten = self._connection.add_connection_listener(self._link_changed)
+        self._housekeeping = self._create_task(
+            self._housekeep(), f"cloudsync outbox expiry {self._url}"
+        )
+        self._ensure_drain()
+        return aside, error
+
+    async def publish(  # noqa: PLR0913
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        *,
+        retain: bool = False,
+        timeout: float = 10.0,
+        qos_explicit: bool = True,
+    ) -> PublishResult:
+        """Publish now or queue; a queued message drains at QoS >= 1 unless explicit."""
+        validate_topic(topic)
+        if self._closing or not self._writer.is_open:
+            msg = f"the outbox of {self._url} is closed"
+            raise OutboxClosedError(msg)
+        message = QueuedMessage(
+            seq=self._next_seq,
+            id=uuid.uuid4().hex,
+            topic=topic,
+            payload=payload,
+            qos=qos if qos_explicit else max(qos, 1),
+            retain=retain,
+            created=time.time(),
+        )
+        self._next_seq += 1
+        self._active += 1
+        try:
+            if (mid := await self._publish_direct(message, qos, timeout)) is not None:
+                return PublishResult(message.id, queued=False, qos=qos, mid=mid)
+            await self._enqueue(message)
+        finally:
+            self._active -= 1
+            self._progress.set()
+        return PublishResult(message.id, queued=True, qos=message.qos)
+
+    def stop_accepting(self) -> None:
+        """Refuse new publishes (before the connection is closed on shutdown)."""
+        self._closing = True
+
+    async def close(self) -> None:
+        """Write what is pending and close the file; disconnect the connection first.
+
+        Publishes still waiting for an ack then fail over to the outbox, which stays
+        open until they are written.
+        """
+        if not self._writer.is_open:
+            return
+        self._closing = True
+        self._progress.set()
+        for task in (self._housekeeping, self._drain_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        while self._active:
+            self._progress.clear()
+            await self._progress.wait()
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        await self._writer.close()
+
+    # -- publishing -----------------------------------------------------------------
+
+    async def _publish_direct(
+        self, message: QueuedMessage, qos: int, timeout: float
+    ) -> int | None:
+        """Send now if nothing is queued and the window has room; None to queue it."""
+        if self.queued or not self._connection.connected:
+            return None
+        if self._inflight >= self._window:
+            return None
+        self._inflight += 1
+        try:
+            return await self._connection.publish(
+                message.topic,
+                message.payload,
+                qos,
+                retain=message.retain,
+                timeout=timeout,
+            )
+        except (NotConnectedError, BrokerTimeoutError) as err:
+            _LOGGER.debug("Queueing %s for %s: %s", message.id, self._url, err)
+            return None
+        finally:
+            self._release()
+
+    async def _enqueue(self, message: QueuedMessage) -> None:
+        """Write a message to the outbox, within its caps; return once on disk."""
+        size = message.size
+        limits = self.limits
+        if size > limits.max_bytes:
+            msg = (
+                f"a message of {size} bytes does not fit in the outbox of "
+                f"{limits.max_bytes} bytes"
+            )
+            raise PayloadTooLargeError(msg)
+        queued, queued_bytes = self._writer.queued, self._writer.queued_bytes
+        if limits.overflow is OverflowPolicy.REFUSE and (
+            queued + 1 > limits.max_messages or queued_bytes + size > limits.max_bytes
+        ):
+            msg = (
+                f"the outbox of {self._url} is full ({queued} of "
+                f"{limits.max_messages} messages, {queued_bytes} of "
+                f"{limits.max_bytes} bytes)"
+            )
+            raise OutboxFullError(msg)
+        await self._writer.insert(message)
+
+    def _committed(
+        self, inserted: list[QueuedMessage], dropped: list[DroppedMessage]
+    ) -> None:
+        """Follow a commit: drain requeued publishes next, forget dropped ones."""
+        for message in inserted:
+            self._cursor = min(self._cursor, message.seq - 1)
+        for drop in dropped:
+            self._sent.pop(drop.seq, None)
+        self._progress.set()
+        self._changed()
+        self._ensure_drain()
+
+    # -- draining -------------------------------------------------------------------
+
+    def _link_changed(self, connected: bool) -> None:  # noqa: FBT001
+        self._progress.set()
+        if connected:
+            self._ensure_drain()
+        self._changed()
+
+    def _ensure_drain(self) -> None:
+        if (
+            self._drain_task is None
+            and not self._closing
+            and self._writer.is_open
+            and self._connection.connected
+            and self.queued
+        ):
+            self._drain_task = self._create_task(
+                self._drain(), f"cloudsync outbox drain {self._url}"
+            )
+
+    async def _drain(self) -> None:
+        """Drain round after round until the queue is empty or the link is gone."""
+        try:
+            while self._connection.connected and not self._closing and self.queued:
+                if await self._drain_round():
+                    continue
+                if self._connection.connected and not isinstance(
+                    self._failure, NotConnectedError
+                ):
+                    await asyncio.sleep(RETRY_DELAY)
+        finally:
+            self._drain_task = None
+
+    async def _drain_round(self) -> bool:
+        """Send everything from the head, in order; False when the round failed."""
+        self._cursor = 0
+        self._failure = None
+        while self._round_ok():
+            fetched = await self._writer.fetch(self._cursor, FETCH_ROWS, FETCH_BYTES)
+            if fetched:
+                self._cursor = max(self._cursor, fetched[-1].seq)
+            fresh = [m for m in fetched if self._sendable(m)]
+            if not fresh and len(fetched) < FETCH_ROWS:
+                if not self.queued:
+                    return True
+                await self._wait_progress()
+            for message in fresh:
+                while self._inflight >= self._window and self._round_ok():
+                    await self._wait_progress()
+                await self._limiter.acquire()
+                if not self._round_ok():
+                    break
+                if self._sendable(message):
+                    self._send(message)
+        return False
+
+    def _sendable(self, message: QueuedMessage) -> bool:
+        """Return False for a message in flight, acknowledged or dropped."""
+        return message.seq not in self._sent and not self._writer.is_leaving(
+            message.seq
+        )
+
+    def _round_ok(self) -> bool:
+        return (
+            self._failure is None
+            and self._connection.connected
+            and not self._closing
+            and self._writer.is_open
+        )
+
+    async def _wait_progress(self) -> None:
+        """Wait for an ack, a commit or a link change; reconnect if acks stop."""
+        self._progress.clear()
+        try:
+            async with asyncio.timeout(ACK_WATCHDOG if self._sent else None):
+                await self._progress.wait()
+        except TimeoutError:
+            self._connection.reconnect(
+                f"{len(self._sent)} queued messages not acknowledged in {ACK_WATCHDOG:g} s"
+            )
+
+    def _send(self, message: QueuedMessage) -> None:
+        try:
+            future = self._connection.publish_nowait(
+                message.topic, message.payload, message.qos, retain=message.retain
+            )
+        except PayloadTooLargeError:
+            self._writer.drop(message, DropReason.TOO_LARGE)
+            return
+        except CloudSyncError as err:
+            self._failure = err
+            return
+        self._sent[message.seq] = message
+        self._inflight += 1
+        future.add_done_callback(partial(self._on_ack, message))
+
+    def _on_ack(self, message: QueuedMessage, future: asyncio.Future[Any]) -> None:
+        self._release()
+        if self._sent.pop(message.seq, None) is None:
+            return  # dropped while in flight
+        error = (
+            NotConnectedError("cancelled") if future.cancelled() else future.exception()
+        )
+        if error is None:
+            self._writer.delivered_message(message)
+            if self._on_delivered is not None:
+                self._on_delivered(message)
+            self._changed()
+        elif isinstance(error, BrokerRefusedError):
+            self._writer.drop(message, DropReason.REFUSED)
+        else:
+            self._cursor = min(self._cursor, message.seq - 1)
+            if isinstance(error, CloudSyncError):
+                self._failure = error
+
+    def _release(self) -> None:
+        self._inflight -= 1
+        self._progress.set()
+
+    # -- housekeeping ---------------------------------------------------------------
+
+    async def _housekeep(self) -> None:
+        """Drop expired messages now and then, connected or not."""
+        interval = min(60.0, max(0.1, self.limits.max_age / 10))
+        while True:
+            await asyncio.sleep(interval)
+            self._writer.expire()
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+
+def _task_on_running_loop(
+    coro: Coroutine[Any, Any, None], name: str
+) -> asyncio.Task[None]:
+    return asyncio.get_running_loop().create_task(coro, name=name)

@@ -1,0 +1,568 @@
+"""Store-and-forward through Home Assistant: REST, actions and registry calls against
+real mosquitto brokers that are stopped, killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+import sqlite3
+from string import Formatter
+import time
+from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import EntityCategory
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import async_capture_events
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+
+from custom_components.cloudsync import outbox as ha_outbox
+from custom_components.cloudsync.client import OverflowPolicy
+from custom_components.cloudsync.client.outbox_store import OutboxStore
+from custom_components.cloudsync.config_flow import OUTBOX_FIELDS
+from custom_components.cloudsync.const import (
+    DOMAIN,
+    EVENT_MESSAGE_DELIVERED,
+    EVENT_MESSAGE_DROPPED,
+)
+from custom_components.cloudsync.outbox import issue_id, outbox_path
+from custom_components.cloudsync.sensor import OUTBOX_SENSORS
+from tests.common import entry_for, setup_entry
+from tests.delivery import SUBSCRIBER_ARGS, compare, persistent_broker
+from tests.mosquitto import MqttSubscriber
+
+if TYPE_CHECKING:
+    from aiohttp.test_utils import TestClient
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+    from tests.mosquitto import BrokerFactory, Mosquitto
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+BASE = "/api/v1/orchestration/cloudsyncmgr"
+LOGGER = logging.getLogger(__name__)
+
+
+async def _wait_for(predicate: Any, timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def _setup(
+    hass: HomeAssistant, broker: Mosquitto, **outbox: Any
+) -> MockConfigEntry:
+    """Set up an entry with outbox options; it reconnects quickly in tests."""
+    entry = await setup_entry(hass, entry_for(broker, options={"outbox": outbox}))
+    assert entry.state is ConfigEntryState.LOADED
+    _fast_reconnect(entry)
+    return entry
+
+
+def _fast_reconnect(entry: MockConfigEntry) -> None:
+    connection = entry.runtime_data.connection
+    connection._backoff_min, connection._backoff_max = 0.05, 0.3
+
+
+async def _stop(entry: MockConfigEntry, broker: Mosquitto) -> None:
+    await broker.async_stop()
+    await _wait_for(lambda: not entry.runtime_data.connection.connected)
+
+
+async def _post(client: TestClient, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = await client.post(f"{BASE}/publish", data=json.dumps(body))
+    return response.status, await response.json()
+
+
+def _body(topic: str, payload: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "appid": "app",
+        "topic": topic,
+        "payload": payload,
+        "url": "127.0.0.1",
+        **extra,
+    }
+
+
+async def _post_all(
+    client: TestClient, topic: str, payloads: list[str]
+) -> list[tuple[int, dict[str, Any]]]:
+    return await asyncio.gather(*(_post(client, _body(topic, p)) for p in payloads))
+
+
+def _subscriber(broker: Mosquitto, topic: str) -> MqttSubscriber:
+    """A QoS 1 subscriber whose session survives broker restarts."""
+    return MqttSubscriber(
+        broker, topic, qos=1, client_id=f"sub-{broker.port}", extra_args=SUBSCRIBER_ARGS
+    )
+
+
+def _state(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> str:
+    entity_id = er.async_get(hass).async_get_entity_id(
+        "sensor", DOMAIN, f"{entry.entry_id}_{key}"
+    )
+    assert entity_id is not None
+    return hass.states.get(entity_id).state
+
+
+async def test_rest_backlog_drains_in_order(
+    hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
+) -> None:
+    """Broker stopped: 1,000 REST publishes are 202; started: all arrive, in order."""
+    broker = persistent_broker(broker_factory)
+    entry = await _setup(hass, broker)
+    client = await hass_client()
+    delivered = async_capture_events(hass, EVENT_MESSAGE_DELIVERED)
+    payloads = [f"m{i:04}" for i in range(1000)]
+    async with _subscriber(broker, "backlog/#") as sub:
+        await asyncio.sleep(1.1)  # the broker saves the subscriber's session
+        await _stop(entry, broker)
+        start = time.monotonic()
+        replies = []
+        for chunk in range(0, 1000, 250):  # in order: the queue's order is the test
+            replies += await _post_all(
+                client, "backlog/x", payloads[chunk : chunk + 250]
+            )
+        enqueue = time.monotonic() - start
+        assert {status for status, _ in replies} == {202}
+        assert {r["Message"] for _, r in replies} == {
+            f"Data queued for Cloud {broker.url}"
+        }
+        ids = [r["id"] for _, r in replies]
+        assert len(set(ids)) == 1000
+        assert entry.runtime_data.outbox.queued == 1000
+        await hass.async_block_till_done()
+        await _wait_for(lambda: _state(hass, entry, "outbox_queued") == "1000")
+
+        await broker.async_start()
+        start = time.monotonic()
+        await _wait_for(lambda: entry.runtime_data.outbox.queued == 0)
+        drain = time.monotonic() - start
+        got = await sub.messages(1000, timeout=20)
+    report = compare([p.encode() for p in payloads], [m.payload for m in got])
+    assert report.complete
+    assert report.out_of_order == 0
+    assert {m.qos for m in got} == {1}
+    await _wait_for(lambda: len(delivered) == 1000)
+    assert sorted(e.data["id"] for e in delivered) == sorted(ids)
+    assert delivered[0].data == {
+        "entry_id": entry.entry_id,
+        "broker": broker.url,
+        "id": delivered[0].data["id"],
+        "topic": "backlog/x",
+    }
+    await _wait_for(lambda: _state(hass, entry, "outbox_delivered") == "1000")
+    assert _state(hass, entry, "outbox_queued") == "0"
+    LOGGER.warning(
+        "1000 REST publishes queued in %.2f s (%.0f/s), drained in %.2f s incl. "
+        "reconnect; duplicates %d",
+        enqueue,
+        1000 / enqueue,
+        drain,
+        report.duplicates,
+    )
+
+
+async def test_backlog_survives_restart(
+    hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
+) -> None:
+    """1,000 queued, Home Assistant "restarts" with the broker still down: all arrive."""
+    broker = persistent_broker(broker_factory)
+    entry = await _setup(hass, broker)
+    client = await hass_client()
+    payloads = [f"r{i:04}" for i in range(1000)]
+    async with _subscriber(broker, "restart/#") as sub:
+        await asyncio.sleep(1.1)
+        await _stop(entry, broker)
+        replies = []
+        for chunk in range(0, 1000, 250):
+            replies += await _post_all(
+                client, "restart/x", payloads[chunk : chunk + 250]
+            )
+        assert {status for status, _ in replies} == {202}
+
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED  # offline, queueing
+        _fast_reconnect(entry)
+        assert entry.runtime_data.outbox.queued == 1000
+        status, reply = await _post(client, _body("restart/x", "after restart"))
+        assert (status, reply["queued"]) == (202, True)
+
+        await broker.async_start()
+        await _wait_for(lambda: entry.runtime_data.outbox.queued == 0)
+        got = await sub.messages(1001, timeout=20)
+    report = compare(
+        [*(p.encode() for p in payloads), b"after restart"], [m.payload for m in got]
+    )
+    assert report.complete
+    assert report.out_of_order == 0
+    assert entry.runtime_data.outbox.stats.delivered == 1001
+    LOGGER.warning("restart: 1001 delivered, duplicates %d", report.duplicates)
+
+
+async def test_sigkill_mid_stream_loses_nothing(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """SIGKILL the broker in the middle of 5,000 QoS 1 publishes: none is lost."""
+    broker = persistent_broker(broker_factory)
+    entry = await _setup(hass, broker, drain_rate=20000)
+    registry = entry.runtime_data.registry
+    payloads = [f"k{i:04}".encode() for i in range(5000)]
+    todo = iter(payloads)
+    results: list[bool] = []
+
+    async def _producer() -> None:
+        for payload in todo:
+            result = await registry.async_publish(
+                "app", "kill/x", payload, 1, retain=False, timeout=10
+            )
+            results.append(result.queued)
+
+    async with _subscriber(broker, "kill/#") as sub:
+        await asyncio.sleep(1.1)
+        stream = [asyncio.create_task(_producer()) for _ in range(50)]
+        await _wait_for(lambda: len(results) >= 1500)
+        broker.kill()
+        killed_at = len(results)
+        await _wait_for(lambda: len(results) >= killed_at + 1000)
+        await broker.async_start()
+        await asyncio.gather(*stream)
+        await _wait_for(lambda: entry.runtime_data.outbox.queued == 0)
+        await sub.messages(5000, timeout=30)
+        await asyncio.sleep(0.3)  # let late duplicates come in
+    report = compare(payloads, [m.payload for m in sub.received])
+    assert report.missing == []
+    queued = sum(results)
+    LOGGER.warning(
+        "SIGKILL after %d of 5000: %d answered as queued, 0 lost, %d duplicates",
+        killed_at,
+        queued,
+        report.duplicates,
+    )
+    assert queued >= 1000
+
+
+async def test_action_queues_and_window(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """With 100 publishes awaiting their acks the next is queued at once, then sent."""
+    broker = broker_factory()
+    entry = await _setup(hass, broker)
+    registry = entry.runtime_data.registry
+    async with MqttSubscriber(broker, "window/#", qos=1) as sub:
+        broker.pause()
+        waiting = [
+            asyncio.create_task(
+                registry.async_publish(
+                    "app", "window/x", str(i).encode(), 1, retain=False, timeout=30
+                )
+            )
+            for i in range(100)
+        ]
+        await _wait_for(lambda: entry.runtime_data.connection.pending_acks == 100)
+        result = await hass.services.async_call(
+            DOMAIN,
+            "publish",
+            {"config_entry_id": entry.entry_id, "topic": "window/x", "payload": "100"},
+            blocking=True,
+            return_response=True,
+        )
+        assert result["queued"] is True
+        assert result["qos"] == 1
+        broker.resume()
+        assert not any(r.queued for r in await asyncio.gather(*waiting))
+        got = await sub.messages(101)
+    assert [m.payload for m in got] == [str(i).encode() for i in range(101)]
+
+
+@pytest.mark.parametrize(
+    ("outbox", "count", "kept"),
+    [
+        ({"max_messages": 5}, 8, 5),
+        ({"max_size": 62 / 1024 / 1024}, 8, 5),  # 12 bytes each: topic "cap/x" + 7
+    ],
+    ids=["messages", "bytes"],
+)
+async def test_drop_oldest(
+    hass: HomeAssistant,
+    hass_client,
+    broker_factory: BrokerFactory,
+    caplog: pytest.LogCaptureFixture,
+    outbox: dict[str, Any],
+    count: int,
+    kept: int,
+) -> None:
+    """A full outbox drops its oldest messages, visibly: events, sensor and one log."""
+    broker = broker_factory()
+    entry = await _setup(hass, broker, **outbox)
+    client = await hass_client()
+    dropped = async_capture_events(hass, EVENT_MESSAGE_DROPPED)
+    delivered = async_capture_events(hass, EVENT_MESSAGE_DELIVERED)
+    await _stop(entry, broker)
+    replies = [await _post(client, _body("cap/x", f"msg{i:04}")) for i in range(count)]
+    assert {status for status, _ in replies} == {202}
+    ids = [reply["id"] for _, reply in replies]
+    await hass.async_block_till_done()
+    assert [e.data["id"] for e in dropped] == ids[: count - kept]
+    assert {e.data["reason"] for e in dropped} == {"overflow"}
+    assert dropped[0].data["topic"] == "cap/x"
+    assert entry.runtime_data.outbox.stats.dropped == count - kept
+    drop_logs = [
+        r
+        for r in caplog.records
+        if r.name.startswith("custom_components") and "dropped" in r.getMessage()
+    ]
+    assert len(drop_logs) == 1
+    await broker.async_start()
+    await _wait_for(lambda: len(delivered) == kept)
+    assert [e.data["id"] for e in delivered] == ids[count - kept :]
+    await _wait_for(lambda: _state(hass, entry, "outbox_dropped") == str(count - kept))
+
+
+@pytest.mark.parametrize(
+    "outbox",
+    [{"max_messages": 3}, {"max_size": 40 / 1024 / 1024}],  # 13 bytes each
+    ids=["messages", "bytes"],
+)
+async def test_refuse_policy(
+    hass: HomeAssistant,
+    hass_client,
+    broker_factory: BrokerFactory,
+    outbox: dict[str, Any],
+) -> None:
+    """With "refuse" a full outbox answers 507 and the action a validation error."""
+    broker = broker_factory()
+    entry = await _setup(hass, broker, overflow="refuse", **outbox)
+    client = await hass_client()
+    await _stop(entry, broker)
+    for i in range(3):
+        status, _ = await _post(client, _body("full/x", f"msg{i:04}"))
+        assert status == 202
+    status, reply = await _post(client, _body("full/x", "msg0003"))
+    assert (status, reply["error"]) == (507, "outbox_full")
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "publish",
+            {
+                "config_entry_id": entry.entry_id,
+                "topic": "full/x",
+                "payload": "msg0004",
+            },
+            blocking=True,
+        )
+    assert err.value.translation_key == "outbox_full"
+    assert entry.runtime_data.outbox.stats.dropped == 0
+    assert entry.runtime_data.outbox.queued == 3
+
+
+async def test_expired_messages_are_dropped(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """Messages older than the maximum age are dropped with reason "expired"."""
+    broker = broker_factory()
+    entry = await _setup(hass, broker, max_age={"seconds": 1})
+    dropped = async_capture_events(hass, EVENT_MESSAGE_DROPPED)
+    await _stop(entry, broker)
+    registry = entry.runtime_data.registry
+    for i in range(3):
+        await registry.async_publish(
+            "app", "old/x", b"%d" % i, 1, retain=False, timeout=1
+        )
+    assert entry.runtime_data.outbox.stats.oldest is not None
+    await _wait_for(lambda: len(dropped) == 3, timeout=5)
+    assert {e.data["reason"] for e in dropped} == {"expired"}
+    assert entry.runtime_data.outbox.queued == 0
+    await broker.async_start()
+
+
+async def test_drain_rate_limit(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """A backlog drains at the configured rate (200/s: 300 messages take ~1.4 s)."""
+    broker = broker_factory()
+    entry = await _setup(hass, broker, drain_rate=200)
+    delivered = async_capture_events(hass, EVENT_MESSAGE_DELIVERED)
+    await _stop(entry, broker)
+    registry = entry.runtime_data.registry
+    await asyncio.gather(
+        *(
+            registry.async_publish(
+                "app", "rate/x", b"%d" % i, 1, retain=False, timeout=1
+            )
+            for i in range(300)
+        )
+    )
+    stamps: list[float] = []
+    hass.bus.async_listen(
+        EVENT_MESSAGE_DELIVERED, lambda _e: stamps.append(time.monotonic())
+    )
+    await broker.async_start()
+    await _wait_for(lambda: len(delivered) == 300)
+    elapsed = stamps[-1] - stamps[0]
+    # 20 may go at once (a tenth of a second's worth), the other 280 at 200/s.
+    assert 1.3 < elapsed < 3.0, elapsed
+    LOGGER.warning("300 drained at 200/s in %.2f s (%.0f/s)", elapsed, 299 / elapsed)
+
+
+async def test_corrupt_outbox_is_set_aside(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """Garbage in the outbox file: a repair issue, the file kept aside, a new outbox."""
+    broker = broker_factory()
+    entry = entry_for(broker)
+    path = outbox_path(hass, entry.entry_id)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00garbage, not SQLite\xff" * 500)
+    await setup_entry(hass, entry)
+    assert entry.state is ConfigEntryState.LOADED
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id(entry.entry_id))
+    assert issue is not None
+    assert issue.translation_key == "outbox_corrupt"
+    aside = Path(issue.translation_placeholders["path"])
+    assert aside.parent == path.parent
+    assert aside.read_bytes() == b"\x00garbage, not SQLite\xff" * 500
+    assert issue.translation_placeholders["broker"] == broker.url
+    assert "not a database" in issue.translation_placeholders["error"]
+
+    registry = entry.runtime_data.registry
+    async with MqttSubscriber(broker, "new/#", qos=1) as sub:
+        result = await registry.async_publish(
+            "app", "new/x", b"1", 1, retain=False, timeout=1
+        )
+        assert not result.queued
+        assert (await sub.message()).payload == b"1"
+    _fast_reconnect(entry)
+    await _stop(entry, broker)
+    result = await registry.async_publish(
+        "app", "new/x", b"2", 1, retain=False, timeout=1
+    )
+    assert result.queued
+    assert entry.runtime_data.outbox.queued == 1
+
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert not path.exists()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id(entry.entry_id)) is None
+
+
+async def test_outbox_that_cannot_be_opened(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """No outbox can be created at all (its folder is a file): setup retries later."""
+    broker = broker_factory()
+    entry = entry_for(broker)
+    folder = outbox_path(hass, entry.entry_id).parent
+    folder.parent.mkdir(parents=True)
+    folder.write_text("in the way")
+    await setup_entry(hass, entry)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert entry.reason is not None
+    assert "outbox" in entry.reason
+
+
+async def test_invalid_outbox_options(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """Caps that cannot work stop the setup with a clear reason."""
+    broker = broker_factory()
+    entry = await setup_entry(
+        hass, entry_for(broker, options={"outbox": {"max_messages": 0}})
+    )
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert "max_messages must be above 0" in (entry.reason or "")
+
+
+@patch.object(ha_outbox, "STATS_DELAY", 0.05)
+async def test_sensors_and_diagnostics(
+    hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
+) -> None:
+    """Four diagnostic sensors per broker, and the outbox in the diagnostics."""
+    broker = broker_factory()
+    entry = await _setup(hass, broker)
+    registry = er.async_get(hass)
+    for key in (
+        "outbox_queued",
+        "outbox_oldest_age",
+        "outbox_dropped",
+        "outbox_delivered",
+    ):
+        entity_id = registry.async_get_entity_id(
+            "sensor", DOMAIN, f"{entry.entry_id}_{key}"
+        )
+        assert entity_id is not None
+        assert (
+            registry.async_get(entity_id).entity_category is EntityCategory.DIAGNOSTIC
+        )
+        assert hass.states.get(entity_id).state == "0"
+    await _stop(entry, broker)
+    await entry.runtime_data.registry.async_publish(
+        "app", "s/x", b"1", 1, retain=False, timeout=1
+    )
+    await _wait_for(lambda: _state(hass, entry, "outbox_queued") == "1")
+    await asyncio.sleep(0.6)  # rounds to an age of 1 s
+    entry.runtime_data.outbox._on_change()  # as the periodic refresh does
+    await _wait_for(lambda: _state(hass, entry, "outbox_oldest_age") == "1")
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["outbox"]["stats"]["queued"] == 1
+    assert diagnostics["outbox"]["limits"]["max_messages"] == 100_000
+    assert diagnostics["outbox"]["path"].endswith(f"{entry.entry_id}.outbox.db")
+    await broker.async_start()
+    await _wait_for(lambda: _state(hass, entry, "outbox_delivered") == "1", timeout=10)
+
+
+async def test_outbox_write_error_replies(
+    hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
+) -> None:
+    """A queued publish that cannot be written: REST 500, the action an error."""
+    broker = broker_factory()
+    entry = await _setup(hass, broker)
+    client = await hass_client()
+    await _stop(entry, broker)
+    with patch.object(
+        OutboxStore, "commit", side_effect=sqlite3.OperationalError("disk is full")
+    ):
+        status, reply = await _post(client, _body("err/x", "1"))
+        assert (status, reply["error"]) == (500, "outbox_error")
+        with pytest.raises(HomeAssistantError) as err:
+            await hass.services.async_call(
+                DOMAIN,
+                "publish",
+                {"config_entry_id": entry.entry_id, "topic": "err/x"},
+                blocking=True,
+            )
+    assert err.value.translation_key == "outbox_error"
+    assert "disk is full" in str(err.value.translation_placeholders)
+
+
+def test_outbox_strings() -> None:
+    """The options section, sensors, selector, issue and setup errors have strings."""
+    strings = json.loads(
+        (Path(ha_outbox.__file__).parent / "strings.json").read_text(encoding="utf-8")
+    )
+
+    def names(text: str) -> set[str]:
+        return {name for _, name, _, _ in Formatter().parse(text) if name}
+
+    issue = strings["issues"]["outbox_corrupt"]
+    assert names(issue["title"] + issue["description"]) <= {"broker", "path", "error"}
+    section = strings["options"]["step"]["init"]["sections"]["outbox"]
+    assert set(section["data"]) == {str(key) for key in OUTBOX_FIELDS}
+    assert set(strings["selector"]["overflow"]["options"]) == {
+        policy.value for policy in OverflowPolicy
+    }
+    assert {d.translation_key for d in OUTBOX_SENSORS} <= set(
+        strings["entity"]["sensor"]
+    )
+    for key in ("outbox_unavailable", "invalid_outbox_options"):
+        assert names(strings["exceptions"][key]["message"]) <= {"url", "error"}
