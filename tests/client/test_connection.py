@@ -22,6 +22,7 @@ from custom_components.cloudsync.client import (
     PayloadTooLargeError,
     Protocol,
     SubscriptionRefusedError,
+    connection as connection_module,
 )
 from tests.mosquitto import (
     BrokerFactory,
@@ -443,3 +444,40 @@ def test_unique_client_ids() -> None:
     ids = {BrokerConnection(config).client_id for _ in range(20)}
     assert len(ids) == 20
     assert BrokerConnection(replace(config, client_id="mine")).client_id == "mine"
+
+
+@pytest.mark.parametrize("kind", ["plain", "tls"])
+async def test_burst_arrives_complete_and_in_order(
+    broker_factory: BrokerFactory, pki: Pki, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 3,000-message burst (TLS records batch many packets) arrives whole and in order.
+
+    A small per-turn read bound makes the reader stop with data left, in the kernel
+    (plain) or decrypted in the SSL object (TLS), where only a scheduled read finds it.
+    """
+    monkeypatch.setattr(connection_module, "MAX_PACKETS_PER_READ", 3)
+    broker = broker_factory(kind, extra_config=["max_queued_messages 0"])
+    recorder = Recorder()
+    connection = recorder.connection(config_for(broker, pki))
+    await connection.connect()
+    try:
+        await connection.subscribe("burst/#", qos=1)
+        lines = "".join(f"{i:05d}{'x' * 200}\n" for i in range(3000))
+        proc = await asyncio.create_subprocess_exec(
+            "mosquitto_pub",
+            *broker.cli_args(),
+            "-t",
+            "burst/t",
+            "-q",
+            "1",
+            "-l",
+            stdin=asyncio.subprocess.PIPE,
+        )
+        await proc.communicate(lines.encode())
+        assert proc.returncode == 0
+        got = [
+            (await recorder.next_message(timeout=15)).payload[:5] for _ in range(3000)
+        ]
+    finally:
+        await connection.disconnect()
+    assert got == [f"{i:05d}".encode() for i in range(3000)]

@@ -121,6 +121,7 @@ class BrokerConnection:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._connected = False
+        self._read_pending = False
         self._reported = False
         self._closing = False
         self._auto_reconnect = False
@@ -396,12 +397,35 @@ class BrokerConnection:
             if mqttc.socket() is None:
                 return
         else:
-            if self._loop is not None and mqttc is self._mqttc:
-                # More may sit in the SSL buffer, where the selector cannot see it.
-                self._loop.call_soon(self._on_readable, mqttc)
+            self._read_buffered_later(mqttc)
         if mqttc.want_write():
             # Send the PUBACKs now: the broker's in-flight window waits for them.
             mqttc.loop_write()
+
+    def _read_buffered_later(self, mqttc: mqtt.Client) -> None:
+        """Come back next turn for TLS data the selector cannot see.
+
+        A plain socket with unread data stays readable, so the selector calls again;
+        decrypted bytes left in the SSL object do not, so schedule one read for them,
+        and never more than one (a pile of pending reads would starve the loop).
+        """
+        sock = mqttc.socket()
+        if (
+            self._read_pending
+            or self._loop is None
+            or mqttc is not self._mqttc
+            or not isinstance(sock, ssl.SSLSocket)
+            or not sock.pending()
+        ):
+            return
+        self._read_pending = True
+        self._loop.call_soon(self._read_buffered, mqttc)
+
+    def _read_buffered(self, mqttc: mqtt.Client) -> None:
+        """Run the scheduled read of buffered TLS data."""
+        self._read_pending = False
+        if mqttc is self._mqttc:
+            self._on_readable(mqttc)
 
     def _on_writable(self, mqttc: mqtt.Client) -> None:
         """Write queued packets."""
