@@ -718,6 +718,7 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
             CONF_RETAIN: True,
             CONF_KEEPALIVE: 120.0,
             "state_interval": 2.5,
+            "topic_sensors": False,
             "allow_local_unauthenticated": True,
             "outbox": OUTBOX_INPUT,
         },
@@ -728,6 +729,7 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
         CONF_RETAIN: True,
         CONF_KEEPALIVE: 120,
         "state_interval": 2.5,
+        "topic_sensors": False,
         "allow_local_unauthenticated": True,
         "outbox": {
             "max_messages": 500,

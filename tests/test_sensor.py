@@ -213,3 +213,19 @@ async def test_unavailable_while_disconnected_and_restored(
     assert state.attributes["apps"] == ["app1"]
     await _publish_and_wait(hass, broker, entity_id, "restore/me", b"new value")
     assert hass.states.get(entity_id).state == "new value"
+
+
+async def test_topic_sensors_can_be_turned_off(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """With topic sensors off, subscriptions and events work but no sensor is made."""
+    entry = await setup_entry(
+        hass, entry_for(plain_broker, options={"topic_sensors": False})
+    )
+    events = async_capture_events(hass, EVENT_MESSAGE_RECEIVED)
+    await entry.runtime_data.registry.async_subscribe("app1", "nosensor/#", 1)
+    await hass.async_block_till_done()
+    assert _sensor_id(hass, entry.entry_id, "nosensor/#") is None
+    await mqtt_publish(plain_broker, "nosensor/a", b"v", qos=1)
+    await _wait_for(lambda: len(events) == 1)
+    assert entry.runtime_data.registry.get("app1", "nosensor/a").payload == b"v"

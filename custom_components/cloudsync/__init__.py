@@ -27,6 +27,7 @@ from .client import (
     build_ssl_context,
 )
 from .const import CONNECT_TIMEOUT, DOMAIN, LOGGER, signal_connection
+from .entity import broker_device_info
 from .events import async_setup_events
 from .http import async_register_views
 from .models import CloudSyncConfigEntry, CloudSyncData
@@ -116,7 +117,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
         ) from err
 
     entry.runtime_data = CloudSyncData(
-        connection=connection, url=config.url, registry=registry, outbox=outbox
+        connection=connection,
+        url=config.url,
+        registry=registry,
+        outbox=outbox,
+        device_info=broker_device_info(entry, config.url),
     )
     entry.async_on_unload(registry.async_flush)
     entry.async_on_unload(async_setup_events(hass, entry))

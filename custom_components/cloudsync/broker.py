@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
@@ -107,16 +108,14 @@ def resolve_broker(hass: HomeAssistant, text: str | None) -> CloudSyncConfigEntr
         candidates = entries
     else:
         try:
-            url = parse_broker_url(text)
+            url = _parse_cached(text)
         except ValueError as err:
             raise UnknownBrokerError(str(err)) from err
         candidates = [e for e in entries if e.unique_id == str(url)]
         if not candidates and _is_bare_host(text):
             # The seed's clients send a bare host or IP: match it on any port/scheme.
             candidates = [
-                e
-                for e in entries
-                if parse_broker_url(e.data[CONF_URL]).host == url.host
+                e for e in entries if _parse_cached(e.data[CONF_URL]).host == url.host
             ]
     if not candidates:
         msg = (
@@ -140,6 +139,10 @@ def loaded(entry: CloudSyncConfigEntry) -> CloudSyncConfigEntry:
         )
         raise BrokerNotLoadedError(msg)
     return entry
+
+
+# Every REST request names its broker; parsing the same few strings again is waste.
+_parse_cached = lru_cache(maxsize=256)(parse_broker_url)
 
 
 def _is_bare_host(text: str) -> bool:

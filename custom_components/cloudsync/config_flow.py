@@ -65,6 +65,7 @@ from .const import (
     CONF_QOS,
     CONF_RETAIN,
     CONF_STATE_INTERVAL,
+    CONF_TOPIC_SENSORS,
     CONF_URL,
     CONF_VERIFY_HOSTNAME,
     DEFAULT_DRAIN_RATE,
@@ -76,6 +77,7 @@ from .const import (
     DEFAULT_QOS,
     DEFAULT_RETAIN,
     DEFAULT_STATE_INTERVAL,
+    DEFAULT_TOPIC_SENSORS,
     DOMAIN,
     LOGGER,
 )
@@ -184,6 +186,7 @@ OPTIONS_FIELDS: dict[vol.Marker, Any] = {
         ),
         vol.Coerce(float),
     ),
+    vol.Required(CONF_TOPIC_SENSORS, default=DEFAULT_TOPIC_SENSORS): BooleanSelector(),
     vol.Required(CONF_ALLOW_LOCAL_UNAUTHENTICATED, default=False): BooleanSelector(),
 }
 

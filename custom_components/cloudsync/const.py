@@ -21,6 +21,7 @@ CONF_QOS: Final = "qos"
 CONF_RETAIN: Final = "retain"
 CONF_KEEPALIVE: Final = "keepalive"
 CONF_STATE_INTERVAL: Final = "state_interval"
+CONF_TOPIC_SENSORS: Final = "topic_sensors"
 CONF_ALLOW_LOCAL_UNAUTHENTICATED: Final = "allow_local_unauthenticated"
 
 CONF_OUTBOX: Final = "outbox"
@@ -34,6 +35,7 @@ DEFAULT_QOS: Final = 0
 DEFAULT_RETAIN: Final = False
 DEFAULT_KEEPALIVE: Final = 60
 DEFAULT_STATE_INTERVAL: Final = 1.0
+DEFAULT_TOPIC_SENSORS: Final = True
 DEFAULT_MAX_MESSAGES: Final = 100_000
 DEFAULT_MAX_SIZE: Final = 64  # MiB
 DEFAULT_MAX_AGE: Final = {"days": 7}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.helpers.device_registry import DeviceInfo
 
 from .client import BrokerConnection, BrokerUrl, Outbox
 from .registry import SubscriptionRegistry
@@ -18,6 +19,7 @@ class CloudSyncData:
     url: BrokerUrl
     registry: SubscriptionRegistry
     outbox: Outbox
+    device_info: DeviceInfo
 
 
 type CloudSyncConfigEntry = ConfigEntry[CloudSyncData]

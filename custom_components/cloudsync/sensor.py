@@ -30,7 +30,9 @@ from homeassistant.util.json import json_loads
 from .client import OutboxStats
 from .const import (
     CONF_STATE_INTERVAL,
+    CONF_TOPIC_SENSORS,
     DEFAULT_STATE_INTERVAL,
+    DEFAULT_TOPIC_SENSORS,
     LOGGER,
     signal_connection,
     signal_outbox,
@@ -53,7 +55,8 @@ async def async_setup_entry(
     async_add_entities(
         OutboxSensor(entry, description) for description in OUTBOX_SENSORS
     )
-    TopicSensors(hass, entry, async_add_entities).async_start()
+    if entry.options.get(CONF_TOPIC_SENSORS, DEFAULT_TOPIC_SENSORS):
+        TopicSensors(hass, entry, async_add_entities).async_start()
 
 
 def _oldest_age(stats: OutboxStats) -> int:
