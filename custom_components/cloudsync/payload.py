@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 ENCODING_UTF8 = "utf-8"
 ENCODING_BASE64 = "base64"
@@ -29,18 +28,22 @@ def encode_payload(payload: bytes) -> tuple[str, str]:
         return base64.b64encode(payload).decode("ascii"), ENCODING_BASE64
 
 
+class PayloadEncodingError(ValueError):
+    """A payload's text does not decode with the encoding it names."""
+
+
 def decode_payload(text: str, encoding: str) -> bytes:
-    """Return the bytes a request's payload text stands for; ValueError if it can't."""
-    if encoding == ENCODING_UTF8:
-        return text.encode(ENCODING_UTF8)
-    if encoding == ENCODING_BASE64:
-        try:
-            return base64.b64decode(text, validate=True)
-        except binascii.Error as err:
-            msg = f"payload is not valid base64: {err}"
-            raise ValueError(msg) from err
+    """Return the bytes a payload's text stands for; base64 may be wrapped in lines."""
+    try:
+        if encoding == ENCODING_UTF8:
+            return text.encode(ENCODING_UTF8)
+        if encoding == ENCODING_BASE64:
+            return base64.b64decode("".join(text.split()), validate=True)
+    except ValueError as err:  # binascii.Error, UnicodeError, non-ASCII base64
+        msg = f"payload is not valid {encoding}: {err}"
+        raise PayloadEncodingError(msg) from err
     msg = f"unknown encoding {encoding!r}: use {' or '.join(ENCODINGS)}"
-    raise ValueError(msg)
+    raise PayloadEncodingError(msg)
 
 
 def describe_binary(payload: bytes) -> dict[str, str]:

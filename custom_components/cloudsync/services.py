@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +37,13 @@ from .const import (
     DEFAULT_RETAIN,
     DOMAIN,
 )
+from .payload import (
+    ENCODING_BASE64,
+    ENCODING_UTF8,
+    PayloadEncodingError,
+    decode_payload,
+    encode_payload,
+)
 from .registry import LatestData, NotSubscribedError, SensorOptions
 
 if TYPE_CHECKING:
@@ -61,8 +66,6 @@ SERVICE_UNSUBSCRIBE: Final = "unsubscribe"
 SERVICE_GET_DATA: Final = "get_data"
 
 DEFAULT_APP_ID: Final = "homeassistant"
-ENCODING_UTF8: Final = "utf-8"
-ENCODING_BASE64: Final = "base64"
 
 _QOS = vol.All(vol.Coerce(int), vol.In([0, 1, 2]))
 _TOPIC_FIELDS = {
@@ -113,8 +116,7 @@ _ERRORS: Final[dict[type[Exception], tuple[type[HomeAssistantError], str]]] = {
     BrokerNotLoadedError: (ServiceValidationError, "entry_not_loaded"),
     InvalidTopicError: (ServiceValidationError, "invalid_topic"),
     NotSubscribedError: (ServiceValidationError, "not_subscribed"),
-    binascii.Error: (ServiceValidationError, "invalid_payload"),
-    UnicodeError: (ServiceValidationError, "invalid_payload"),
+    PayloadEncodingError: (ServiceValidationError, "invalid_payload"),
     OutboxFullError: (ServiceValidationError, "outbox_full"),
     OutboxError: (HomeAssistantError, "outbox_error"),
     NotConnectedError: (HomeAssistantError, "not_connected"),
@@ -164,23 +166,13 @@ def _async_get_entry(call: ServiceCall) -> CloudSyncConfigEntry:
     return loaded(entry)
 
 
-def _payload_bytes(payload: str, encoding: str) -> bytes:
-    """Return the bytes to send; base64 may be wrapped over several lines."""
-    if encoding == ENCODING_BASE64:
-        return base64.b64decode("".join(payload.split()).encode("ascii"), validate=True)
-    return payload.encode()
-
-
 def _data_response(topic: str, data: LatestData | None) -> dict[str, Any]:
     """Describe the latest data; payloads that are not UTF-8 come back base64."""
     if data is None:
         return dict.fromkeys(
             ("payload", "encoding", "received", "qos", "retained"), None
         ) | {"topic": topic}
-    try:
-        payload, encoding = data.payload.decode(), ENCODING_UTF8
-    except UnicodeDecodeError:
-        payload, encoding = base64.b64encode(data.payload).decode(), ENCODING_BASE64
+    payload, encoding = encode_payload(data.payload)
     return {
         "topic": data.topic,
         "payload": payload,
@@ -200,7 +192,7 @@ async def _async_publish(call: ServiceCall) -> ServiceResponse:
     retain = call.data.get(
         ATTR_RETAIN, bool(entry.options.get(CONF_RETAIN, DEFAULT_RETAIN))
     )
-    payload = _payload_bytes(call.data[ATTR_PAYLOAD], call.data[ATTR_ENCODING])
+    payload = decode_payload(call.data[ATTR_PAYLOAD], call.data[ATTR_ENCODING])
     result = await entry.runtime_data.registry.async_publish(
         call.data[ATTR_APP_ID],
         topic,
