@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+import uuid
 
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -22,7 +23,7 @@ def entry_for(
     """Return a config entry for a test broker with working credentials."""
     base: dict[str, Any] = {
         CONF_URL: broker.url,
-        CONF_CLIENT_ID: f"cloudsync-{broker.port}",
+        CONF_CLIENT_ID: f"cloudsync-test-{uuid.uuid4().hex[:8]}",
     }
     if broker.kind == "password":
         base |= {"username": broker.username, "password": broker.password}

@@ -7,6 +7,7 @@ import asyncio
 import atexit
 import contextlib
 from dataclasses import dataclass
+import json
 from pathlib import Path
 import re
 import shutil
@@ -613,6 +614,50 @@ async def mqtt_subscribe_collect(
         broker, topic, qos=qos, auth=auth, extra_args=extra_args
     ) as sub:
         return [(m.topic, m.payload) for m in await sub.messages(count, timeout)]
+
+
+DYNSEC_PLUGIN = next(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"), None)
+
+
+def dynsec_config(
+    allow: Sequence[tuple[str, str]],
+    *,
+    subscribe_default: bool,
+    publish_default: bool,
+) -> list[str]:
+    """Return config lines limiting anonymous clients with the dynamic-security plugin.
+
+    ``allow`` lists (acltype, topic pattern) pairs, e.g. ("subscribePattern", "a/#").
+    Unlike acl_file, the plugin answers a denied SUBSCRIBE (and, for MQTT 5, a denied
+    PUBLISH) with a failure code.
+    """
+    assert DYNSEC_PLUGIN is not None, "mosquitto's dynamic security plugin is missing"
+    rules = {
+        "defaultACLAccess": {
+            "publishClientSend": publish_default,
+            "publishClientReceive": True,
+            "subscribe": subscribe_default,
+            "unsubscribe": True,
+        },
+        "clients": [],
+        "groups": [{"groupname": "anon", "roles": [{"rolename": "anon"}]}],
+        "roles": [
+            {
+                "rolename": "anon",
+                "acls": [
+                    {"acltype": kind, "topic": topic, "allow": True}
+                    for kind, topic in allow
+                ],
+            }
+        ],
+        "anonymousGroup": "anon",
+    }
+    folder = Path(tempfile.mkdtemp(prefix="cloudsync-dynsec-"))
+    folder.chmod(0o755)
+    path = folder / "dynsec.json"
+    path.write_text(json.dumps(rules), encoding="utf-8")
+    path.chmod(0o666)  # the plugin rewrites it as user mosquitto
+    return [f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {path}"]
 
 
 @atexit.register

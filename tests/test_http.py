@@ -37,7 +37,13 @@ from custom_components.cloudsync.http import (
     RequestError,
     async_authenticate,
 )
-from tests.mosquitto import MqttSubscriber, mqtt_publish, mqtt_subscribe_collect
+from tests.common import entry_for, setup_entry
+from tests.mosquitto import (
+    MqttSubscriber,
+    dynsec_config,
+    mqtt_publish,
+    mqtt_subscribe_collect,
+)
 
 if TYPE_CHECKING:
     from aiohttp.test_utils import TestClient
@@ -61,20 +67,7 @@ async def _async_setup_entry(
     **data: Any,
 ) -> MockConfigEntry:
     """Add an entry for ``broker`` and set it up (it may fail to load)."""
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        data={
-            CONF_URL: broker.url,
-            CONF_CLIENT_ID: f"cloudsync-test-{uuid.uuid4().hex[:8]}",
-            **data,
-        },
-        options=options or {},
-        unique_id=broker.url,
-    )
-    entry.add_to_hass(hass)
-    await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    return entry
+    return await setup_entry(hass, entry_for(broker, options=options, **data))
 
 
 @pytest.fixture
@@ -709,47 +702,12 @@ async def test_broker_paused(
     assert payloads == {VALID["payload"].encode()}
 
 
-DYNSEC_PLUGIN = next(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"), None)
-# Anonymous clients may use allowed/# only; the dynamic-security plugin (unlike acl_file)
-# answers a denied SUBSCRIBE with a failure code.
-ALLOWED_ONLY = {
-    "defaultACLAccess": {
-        "publishClientSend": False,
-        "publishClientReceive": True,
-        "subscribe": False,
-        "unsubscribe": True,
-    },
-    "clients": [],
-    "groups": [{"groupname": "anon", "roles": [{"rolename": "anon"}]}],
-    "roles": [
-        {
-            "rolename": "anon",
-            "acls": [
-                {"acltype": "subscribePattern", "topic": "allowed/#", "allow": True},
-                {"acltype": "publishClientSend", "topic": "allowed/#", "allow": True},
-            ],
-        }
-    ],
-    "anonymousGroup": "anon",
-}
-
-
 @pytest.fixture
 def strict_broker(broker_factory: BrokerFactory) -> Mosquitto:
     """Return a broker allowing only allowed/#, with a 512-byte packet limit."""
-    assert DYNSEC_PLUGIN is not None, "mosquitto's dynamic security plugin is missing"
-    broker = broker_factory(start=False)
-    dynsec = broker._dir / "dynsec.json"
-    dynsec.write_text(json.dumps(ALLOWED_ONLY), encoding="utf-8")
-    dynsec.chmod(0o666)  # the plugin rewrites it as user mosquitto
-    broker._extra_config += [
-        f"plugin {DYNSEC_PLUGIN}",
-        f"plugin_opt_config_file {dynsec}",
-        "max_packet_size 512",
-    ]
-    broker._write_config()
-    broker.start()
-    return broker
+    allow = [("subscribePattern", "allowed/#"), ("publishClientSend", "allowed/#")]
+    rules = dynsec_config(allow, subscribe_default=False, publish_default=False)
+    return broker_factory(extra_config=[*rules, "max_packet_size 512"])
 
 
 @pytest.mark.parametrize(

@@ -22,13 +22,13 @@ import voluptuous as vol
 
 from custom_components.cloudsync import services
 from custom_components.cloudsync.const import (
-    CONF_CLIENT_ID,
     CONF_PROTOCOL,
     CONF_QOS,
     CONF_RETAIN,
     CONF_URL,
     DOMAIN,
 )
+from tests.common import entry_for, setup_entry
 from tests.mosquitto import MqttSubscriber, mqtt_publish
 
 if TYPE_CHECKING:
@@ -52,19 +52,7 @@ async def _async_setup_entry(
     **data: Any,
 ) -> MockConfigEntry:
     """Set up a real broker entry connected to ``broker``."""
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        data={
-            CONF_URL: broker.url,
-            CONF_CLIENT_ID: f"cloudsync-svc-{uuid.uuid4().hex[:8]}",
-            **data,
-        },
-        options=options or {},
-        unique_id=broker.url,
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
+    entry = await setup_entry(hass, entry_for(broker, options=options, **data))
     assert entry.state is ConfigEntryState.LOADED
     return entry
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-import json
-from pathlib import Path
 import socket
-import tempfile
 
 import pytest
 
@@ -28,35 +25,13 @@ from tests.mosquitto import (
     BrokerFactory,
     Mosquitto,
     MqttSubscriber,
+    dynsec_config,
     free_port,
     mqtt_publish,
 )
 from tests.pki import Pki
 
 from .helpers import Recorder, config_for
-
-DYNSEC_PLUGIN = next(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"), None)
-# Anonymous clients may subscribe under public/ only (mosquitto's acl_file never refuses
-# a SUBSCRIBE; the dynamic-security plugin answers it with 0x80).
-DYNSEC_PUBLIC_ONLY = {
-    "defaultACLAccess": {
-        "publishClientSend": True,
-        "publishClientReceive": True,
-        "subscribe": False,
-        "unsubscribe": True,
-    },
-    "clients": [],
-    "groups": [{"groupname": "anon", "roles": [{"rolename": "anon"}]}],
-    "roles": [
-        {
-            "rolename": "anon",
-            "acls": [
-                {"acltype": "subscribePattern", "topic": "public/#", "allow": True}
-            ],
-        }
-    ],
-    "anonymousGroup": "anon",
-}
 
 
 @pytest.fixture
@@ -289,14 +264,12 @@ async def test_broker_packet_limit_from_connack(broker_factory: BrokerFactory) -
 
 async def test_refused_subscription(broker_factory: BrokerFactory) -> None:
     """A filter the broker's ACL denies raises SubscriptionRefusedError and is not tracked."""
-    assert DYNSEC_PLUGIN is not None, "mosquitto's dynamic security plugin is missing"
-    acl_dir = Path(tempfile.mkdtemp(prefix="cloudsync-acl-"))
-    acl_dir.chmod(0o755)
-    dynsec = acl_dir / "dynsec.json"
-    dynsec.write_text(json.dumps(DYNSEC_PUBLIC_ONLY))
-    dynsec.chmod(0o666)
     broker = broker_factory(
-        extra_config=[f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {dynsec}"]
+        extra_config=dynsec_config(
+            [("subscribePattern", "public/#")],
+            subscribe_default=False,
+            publish_default=True,
+        )
     )
     connection = BrokerConnection(config_for(broker))
     await connection.connect()

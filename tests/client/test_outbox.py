@@ -4,7 +4,6 @@ real mosquitto brokers."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 import sqlite3
 import time
@@ -33,7 +32,7 @@ from custom_components.cloudsync.client.outbox import RateLimiter
 from custom_components.cloudsync.client.outbox_store import OutboxStore, set_aside
 from custom_components.cloudsync.client.outbox_writer import DropLog
 from tests.delivery import SUBSCRIBER_ARGS, compare, persistent_broker
-from tests.mosquitto import BrokerFactory, Mosquitto, MqttSubscriber
+from tests.mosquitto import BrokerFactory, Mosquitto, MqttSubscriber, dynsec_config
 
 from .helpers import config_for
 
@@ -339,42 +338,17 @@ async def test_not_connected_error_is_queued_not_raised(
     await outbox.close()
 
 
-DYNSEC_PLUGIN = next(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"), None)
-ALLOWED_ONLY = {
-    "defaultACLAccess": {
-        "publishClientSend": False,
-        "publishClientReceive": True,
-        "subscribe": True,
-        "unsubscribe": True,
-    },
-    "clients": [],
-    "groups": [{"groupname": "anon", "roles": [{"rolename": "anon"}]}],
-    "roles": [
-        {
-            "rolename": "anon",
-            "acls": [
-                {"acltype": "publishClientSend", "topic": "allowed/#", "allow": True}
-            ],
-        }
-    ],
-    "anonymousGroup": "anon",
-}
-
-
 async def test_drain_drops_what_the_broker_refuses(
     broker_factory: BrokerFactory, tmp_path: Path
 ) -> None:
     """Queued messages the broker refuses (MQTT 5) or cannot take are dropped, not retried."""
-    assert DYNSEC_PLUGIN is not None
     broker = persistent_broker(broker_factory, start=False)
-    dynsec = broker._dir / "dynsec.json"
-    dynsec.write_text(json.dumps(ALLOWED_ONLY))
-    dynsec.chmod(0o666)  # the plugin rewrites it as user mosquitto
-    broker._extra_config += [
-        f"plugin {DYNSEC_PLUGIN}",
-        f"plugin_opt_config_file {dynsec}",
-        "max_packet_size 512",
-    ]
+    rules = dynsec_config(
+        [("publishClientSend", "allowed/#")],
+        subscribe_default=True,
+        publish_default=False,
+    )
+    broker._extra_config += [*rules, "max_packet_size 512"]
     broker._write_config()
     broker.start()
     connection = BrokerConnection(
