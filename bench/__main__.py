@@ -25,6 +25,8 @@ FULL = Options(
     subscriptions=10_000,
     subscribe_concurrency=8,
     retries=12,
+    outbox_messages=5_000,
+    outbox_concurrency=8,
 )
 QUICK = Options(
     rounds=1,
@@ -36,6 +38,8 @@ QUICK = Options(
     subscriptions=1_000,
     subscribe_concurrency=8,
     retries=3,
+    outbox_messages=500,
+    outbox_concurrency=8,
 )
 
 
@@ -54,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ingest-messages", type=int, help="messages per burst")
     parser.add_argument("--subscriptions", type=int, help="memory phase size")
+    parser.add_argument(
+        "--outbox-messages", type=int, help="publishes queued per outbox cycle"
+    )
+    parser.add_argument(
+        "--outbox-concurrency", type=int, help="workers sending them (default 8)"
+    )
     parser.add_argument(
         "--retries",
         type=int,
@@ -83,6 +93,8 @@ def _options(args: argparse.Namespace) -> Options:
         "ingest_messages": args.ingest_messages,
         "subscriptions": args.subscriptions,
         "retries": args.retries,
+        "outbox_messages": args.outbox_messages,
+        "outbox_concurrency": args.outbox_concurrency,
     }
     if args.concurrency:
         changes["concurrencies"] = tuple(int(c) for c in args.concurrency.split(","))

@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 import json
+from pathlib import Path
 import time
 from typing import Any
 
 import psutil
 
 from .ha import HomeAssistantApi
-from .processes import BenchError, Child, Processes
+from .processes import (
+    BenchError,
+    Child,
+    Processes,
+    start_home_assistant,
+    start_mosquitto,
+)
 from .profile import Profiler
 
 
@@ -28,6 +35,8 @@ class Options:
     subscriptions: int
     subscribe_concurrency: int
     retries: int
+    outbox_messages: int
+    outbox_concurrency: int
 
 
 class DeliveryCounter:
@@ -47,12 +56,22 @@ class DeliveryCounter:
             msg = f"subscriber did not start: {line!r} {self.child.log_tail()}"
             raise BenchError(msg)
 
-    async def report(self, topic: str, expected: int, timeout: float) -> dict[str, Any]:
-        """Return deliveries on ``topic``, waiting up to ``timeout`` for ``expected``."""
+    async def report(
+        self, topic: str, expected: int, timeout: float, *, order: bool = False
+    ) -> dict[str, Any]:
+        """Return deliveries on ``topic``, waiting up to ``timeout`` for ``expected``.
+
+        With ``order`` the reply lists the sequence numbers in arrival order.
+        """
         process = self.child.process
         assert process.stdin is not None  # noqa: S101
         assert process.stdout is not None  # noqa: S101
-        request = {"topic": topic, "expected": expected, "timeout": timeout}
+        request = {
+            "topic": topic,
+            "expected": expected,
+            "timeout": timeout,
+            "order": order,
+        }
         async with self._lock:
             process.stdin.write(json.dumps(request).encode() + b"\n")
             await process.stdin.drain()
@@ -94,7 +113,45 @@ class Context:
     profiler: Profiler
     processes: Processes
     helpers: list[psutil.Process]  # mosquitto and the subscriber
+    broker: Child
+    hass_child: Child
+    integration: Path
+    workdir: Path
     retries_left: int = 0  # measurements that may be repeated because of other load
+    broker_starts: int = 1
+    hass_starts: int = 1
+    entry_id: str = ""  # cloudsync's config entry
+
+    async def restart_hass(self) -> None:
+        """Stop Home Assistant and start it again with its config and storage."""
+        await self.api.close()
+        await self.processes.stop(self.hass_child)
+        self.hass_starts += 1
+        self.hass_child = await start_home_assistant(
+            self.processes,
+            self.workdir,
+            self.integration,
+            self.api.port,
+            self.hass_starts,
+        )
+        self.hass = psutil.Process(self.hass_child.pid)
+        self.profiler.pid = self.hass_child.pid
+        await self.api.wait_running()
+        await self.api.connect_websocket()
+        await self.api.wait_entry_loaded("cloudsync")
+
+    async def stop_broker(self) -> None:
+        """Stop mosquitto (SIGTERM: it saves its sessions to disk and exits)."""
+        await self.processes.stop(self.broker)
+        self.helpers = [p for p in self.helpers if p.pid != self.broker.pid]
+
+    async def start_broker(self) -> None:
+        """Start mosquitto again on the same port, with the sessions it saved."""
+        self.broker_starts += 1
+        self.broker = await start_mosquitto(
+            self.processes, self.workdir, self.broker_port, self.broker_starts
+        )
+        self.helpers.append(psutil.Process(self.broker.pid))
 
     def hass_cpu(self) -> float:
         """Return HA's CPU seconds so far (user + system, all threads)."""

@@ -20,8 +20,9 @@ from .processes import BenchError
 USERNAME = "bench"
 PASSWORD = "bench-password-not-secret"  # noqa: S105 - a throwaway local account
 _FLOW_STEPS = 5
+_FAILED = ("setup_error", "setup_retry", "failed_unload", "migration_error")
 
-type EventHandler = Callable[[dict[str, Any]], None]
+type EventHandler = Callable[[Any], None]
 
 
 class Websocket:
@@ -59,12 +60,16 @@ class Websocket:
 
     async def subscribe_events(self, event_type: str, handler: EventHandler) -> int:
         """Call ``handler(event)`` for each event of the type; return the subscription."""
+        return await self.subscribe(
+            {"type": "subscribe_events", "event_type": event_type}, handler
+        )
+
+    async def subscribe(self, message: dict[str, Any], handler: EventHandler) -> int:
+        """Send a subscribing command; call ``handler`` with each of its events."""
         msg_id = next(self._ids)
         self._handlers[msg_id] = handler
         future = self._results[msg_id] = asyncio.get_running_loop().create_future()
-        await self._ws.send_json(
-            {"id": msg_id, "type": "subscribe_events", "event_type": event_type}
-        )
+        await self._ws.send_json({"id": msg_id, **message})
         await future
         return msg_id
 
@@ -104,12 +109,39 @@ class Websocket:
             future.set_exception(BenchError(f"websocket command failed: {message}"))
 
 
+def _form_values(schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return a serialized form's current values (suggested value, else default)."""
+    values: dict[str, Any] = {}
+    for field in schema:
+        if field.get("type") == "expandable":  # a section
+            values[field["name"]] = _form_values(field["schema"])
+            continue
+        suggested = (field.get("description") or {}).get("suggested_value")
+        if suggested is not None:
+            values[field["name"]] = suggested
+        elif "default" in field:
+            values[field["name"]] = field["default"]
+    return values
+
+
+def _merged(values: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Return ``values`` with ``changes`` applied, sections merged key by key."""
+    merged = dict(values)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 class HomeAssistantApi:
     """Admin calls against the private Home Assistant."""
 
     def __init__(self, session: aiohttp.ClientSession, port: int) -> None:
         """Use ``session`` for everything (it is not the load generator's)."""
         self.session = session
+        self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.token = ""
         self.ws: Websocket | None = None
@@ -153,10 +185,20 @@ class HomeAssistantApi:
         """Wait until HA reports that it started; return its config."""
         deadline = time.monotonic() + timeout
         while True:
-            config = await self.get("/api/config")
+            try:
+                config: dict[str, Any] = await self.get("/api/config")
+            except (BenchError, aiohttp.ClientError):
+                if time.monotonic() > deadline:
+                    raise
+                config = {}  # still starting: the API is not set up yet
             if config.get("state") == "RUNNING" or time.monotonic() > deadline:
                 return config
             await asyncio.sleep(0.2)
+
+    async def connect_websocket(self) -> None:
+        """(Re)open the admin websocket with the long-lived token."""
+        await self.close()
+        self.ws = await Websocket.connect(self.session, self.base_url, self.token)
 
     async def get(self, path: str) -> Any:
         """GET an authenticated JSON resource."""
@@ -212,6 +254,71 @@ class HomeAssistantApi:
         msg = f"the {domain} config entry did not load ({states}); see hass.log"
         raise BenchError(msg)
 
+    async def entry_id(self, domain: str) -> str:
+        """Return the id of the domain's (only) config entry."""
+        entries = await self.get(f"/api/config/config_entries/entry?domain={domain}")
+        return str(entries[0]["entry_id"])
+
+    async def options_flow(
+        self, entry_id: str, changes: dict[str, Any], timeout: float = 120
+    ) -> dict[str, Any]:
+        """Change an entry's options through its options flow, as the UI does.
+
+        Every field keeps its current value (the form's suggested value or default)
+        unless ``changes`` sets it; a section's fields are changed with a nested dict.
+        Waits until the entry reloaded with the new options; returns them.
+        """
+        assert self.ws is not None  # noqa: S101
+        flow_path = "/api/config/config_entries/options/flow"
+        form = await self.post(flow_path, {"handler": entry_id})
+        if form.get("type") != "form":
+            msg = f"options flow of {entry_id}: {form}"
+            raise BenchError(msg)
+        current = _form_values(form["data_schema"])
+        answers = _merged(current, changes)
+        if answers == current:  # nothing to change: close the form unanswered
+            async with self.session.delete(
+                f"{self.base_url}{flow_path}/{form['flow_id']}", headers=self.headers
+            ) as resp:
+                await self._json(resp)
+            return answers
+        states: list[str] = []
+        reloaded = asyncio.Event()
+
+        def on_entries(changes_: list[dict[str, Any]]) -> None:
+            # The entry unloads (not_loaded), sets up again and is loaded once more.
+            for change in changes_:
+                entry = change.get("entry", {})
+                if change.get("type") is None or entry.get("entry_id") != entry_id:
+                    continue  # the subscription's initial list, or another entry
+                states.append(entry.get("state", ""))
+                if states[-1] in _FAILED or (
+                    states[-1] == "loaded" and set(states) != {"loaded"}
+                ):
+                    reloaded.set()
+
+        subscription = await self.ws.subscribe(
+            {"type": "config_entries/subscribe"}, on_entries
+        )
+        try:
+            result = await self.post(f"{flow_path}/{form['flow_id']}", answers)
+            if result.get("type") != "create_entry":
+                msg = f"options flow of {entry_id} stopped at {result}"
+                raise BenchError(msg)
+            async with asyncio.timeout(timeout):
+                await reloaded.wait()
+        except TimeoutError:
+            msg = f"the entry did not reload after its options changed ({states})"
+            raise BenchError(msg) from None
+        finally:
+            await self.ws.command(
+                {"type": "unsubscribe_events", "subscription": subscription}
+            )
+        if states[-1] != "loaded":
+            msg = f"the entry did not load after its options changed ({states})"
+            raise BenchError(msg)
+        return answers
+
     async def entity_registry(self, platform: str) -> list[dict[str, Any]]:
         """Return the entity registry entries of an integration."""
         assert self.ws is not None  # noqa: S101
@@ -222,6 +329,7 @@ class HomeAssistantApi:
         """Close the websocket."""
         if self.ws is not None:
             await self.ws.close()
+            self.ws = None
 
     async def _retry_post(
         self, path: str, body: dict[str, Any], timeout: float

@@ -88,7 +88,7 @@ class EventTap:
         await ws.send_json({"type": "auth", "access_token": ctx.api.token})
         replies = [await ws.receive_json()]
         # Coalescing lets HA send a burst's events as a few large frames.
-        commands = [
+        commands: list[dict[str, Any]] = [
             {"type": "supported_features", "features": {"coalesce_messages": 1}},
             *({"type": "subscribe_events", "event_type": t} for t in _EVENT_TYPES),
         ]

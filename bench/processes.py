@@ -151,11 +151,15 @@ def mosquitto_binary() -> str:
     return found
 
 
-async def start_mosquitto(processes: Processes, workdir: Path, port: int) -> Child:
-    """Start a private broker on 127.0.0.1:port and wait until it listens."""
+def write_mosquitto_conf(workdir: Path, port: int) -> Path:
+    """Write the private broker's configuration; return its path."""
     conf = workdir / "mosquitto.conf"
     # max_queued_messages 0: no per-client queue limit, so a burst is never dropped
     # by the broker (mosquitto drops QoS 0 messages past the limit by default).
+    # persistence: the outbox phase stops and restarts the broker; the subscriber's
+    # session (clean_session false, QoS 1) and what is queued for it survive that,
+    # so it cannot miss messages whichever client reconnects first. mosquitto writes
+    # the file only on shutdown (autosave every 30 minutes), never during a phase.
     # user root: started as root, mosquitto would switch to its own user, and a
     # change of user clears the parent-death signal that stops it if the bench is
     # killed. It listens on 127.0.0.1 only and lives for one run.
@@ -164,7 +168,8 @@ async def start_mosquitto(processes: Processes, workdir: Path, port: int) -> Chi
         f"listener {port} {HOST}\n"
         f"{user}"
         "allow_anonymous true\n"
-        "persistence false\n"
+        "persistence true\n"
+        f"persistence_location {workdir}/\n"
         "max_queued_messages 0\n"
         "log_dest stderr\n"
         "log_type error\n"
@@ -172,9 +177,23 @@ async def start_mosquitto(processes: Processes, workdir: Path, port: int) -> Chi
         encoding="utf-8",
     )
     conf.chmod(0o644)  # started as root, mosquitto drops to its own user
-    child = await processes.start(
-        "mosquitto", mosquitto_binary(), "-c", conf, log=workdir / "mosquitto.log"
+    return conf
+
+
+async def start_mosquitto(
+    processes: Processes, workdir: Path, port: int, generation: int = 1
+) -> Child:
+    """Start the private broker on 127.0.0.1:port and wait until it listens.
+
+    ``generation`` counts restarts (the outbox phase), each with a log of its own.
+    """
+    conf = workdir / "mosquitto.conf"
+    if not conf.exists():
+        write_mosquitto_conf(workdir, port)
+    log = workdir / (
+        "mosquitto.log" if generation == 1 else f"mosquitto-{generation}.log"
     )
+    child = await processes.start("mosquitto", mosquitto_binary(), "-c", conf, log=log)
     await wait_for_port(port, 10, child)
     return child
 
@@ -203,11 +222,20 @@ def write_ha_config(config_dir: Path, integration: Path, port: int) -> None:
 
 
 async def start_home_assistant(
-    processes: Processes, workdir: Path, integration: Path, port: int
+    processes: Processes,
+    workdir: Path,
+    integration: Path,
+    port: int,
+    generation: int = 1,
 ) -> Child:
-    """Start Home Assistant on 127.0.0.1:port and wait until its HTTP server listens."""
+    """Start Home Assistant on 127.0.0.1:port and wait until its HTTP server listens.
+
+    ``generation`` counts restarts: a restart keeps the config, each start has its log.
+    """
     config_dir = workdir / "config"
-    write_ha_config(config_dir, integration, port)
+    if generation == 1:
+        write_ha_config(config_dir, integration, port)
+    log = workdir / ("hass.log" if generation == 1 else f"hass-{generation}.log")
     hass = Path(PYTHON).parent / "hass"
     # --skip-pip: everything needed is in the venv; never install at run time.
     child = await processes.start(
@@ -216,7 +244,7 @@ async def start_home_assistant(
         "--config",
         config_dir,
         "--skip-pip",
-        log=workdir / "hass.log",
+        log=log,
     )
     await wait_for_port(port, 120, child)
     return child

@@ -21,6 +21,7 @@ from .context import Context, DeliveryCounter, Options
 from .ha import HomeAssistantApi
 from .ingest import Ingest
 from .memory import run_memory
+from .outbox import run_outbox
 from .processes import (
     HOST,
     PYTHON,
@@ -62,8 +63,8 @@ async def _configure(api: HomeAssistantApi, broker_port: int) -> dict[str, Any]:
     return config
 
 
-async def _phases(ctx: Context) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run the rounds (request phases + ingest), then the memory phase."""
+async def _phases(ctx: Context) -> dict[str, Any]:
+    """Run the rounds (request phases + ingest), then the outbox and memory phases."""
     ingest = await Ingest.prepare(ctx)
     rounds = []
     for round_no in range(1, ctx.options.rounds + 1):
@@ -71,8 +72,13 @@ async def _phases(ctx: Context) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         requests = await run_round(ctx, round_no)
         log(f"round {round_no}/{ctx.options.rounds}: ingest burst")
         rounds.append({"requests": requests, "ingest": await ingest.run(round_no)})
-    log(f"memory: {ctx.options.subscriptions} subscriptions")
-    return rounds, await run_memory(ctx)
+    log(f"outbox: {ctx.options.outbox_messages} publishes with the broker down, twice")
+    outbox = await run_outbox(ctx)
+    log("restarting Home Assistant for the memory phase")
+    await ctx.restart_hass()
+    log(f"memory: {ctx.options.subscriptions} subscriptions, topic sensors off and on")
+    memory = await run_memory(ctx)
+    return {"rounds": rounds, "outbox": outbox, "memory": memory}
 
 
 async def run(
@@ -113,17 +119,22 @@ async def run(
                 log("onboarding and config flows")
                 config = await _configure(api, broker_port)
                 ctx = Context(
-                    api,
-                    psutil.Process(hass.pid),
-                    broker_port,
-                    counter,
-                    options,
-                    profiler,
-                    processes,
-                    helpers,
+                    api=api,
+                    hass=psutil.Process(hass.pid),
+                    broker_port=broker_port,
+                    counter=counter,
+                    options=options,
+                    profiler=profiler,
+                    processes=processes,
+                    helpers=helpers,
+                    broker=broker,
+                    hass_child=hass,
+                    integration=integration,
+                    workdir=workdir,
                     retries_left=options.retries,
+                    entry_id=await api.entry_id("cloudsync"),
                 )
-                rounds, memory = await _phases(ctx)
+                phases = await _phases(ctx)
             finally:
                 await api.close()
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -133,7 +144,7 @@ async def run(
         keep = True
         raise
     else:
-        result = aggregate(rounds, memory)
+        result = aggregate(**phases)
         result["meta"] = _meta(options, config, integration)
         return result
     finally:

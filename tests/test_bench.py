@@ -15,7 +15,7 @@ import sys
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 240
+TIMEOUT = 240  # --quick takes about 45 s on 2 cores
 
 
 @pytest.mark.timeout(TIMEOUT + 90)
@@ -54,7 +54,13 @@ def test_bench_quick(tmp_path: Path) -> None:
         for c, metrics in phases[name].items()
     ]
     assert len(measured) == len(request_phases) * 3
-    measured += [("ingest", phases["ingest"]), ("memory", phases["memory"])]
+    assert set(phases["outbox"]) == {"default", "unlimited"}
+    measured += [
+        ("ingest", phases["ingest"]),
+        *((f"outbox {name}", cycle) for name, cycle in phases["outbox"].items()),
+        ("memory", phases["memory"]),
+        ("memory_no_sensors", phases["memory_no_sensors"]),
+    ]
     for name, metrics in measured:
         assert metrics["sent"] > 0, name
         assert metrics["delivered"] == metrics["sent"], name
@@ -63,4 +69,16 @@ def test_bench_quick(tmp_path: Path) -> None:
         assert all(m["rps"] > 0 for m in phases[name].values())
     assert data["ratios"]["8"]["cloudsync_qos1/ceiling"] > 0
     assert phases["ingest"]["state_writes"] > 0
+    for cycle in phases["outbox"].values():
+        # Every publish was queued (202) with the broker down, then delivered in
+        # order, each with its delivered event; raw paho ran against the same broker.
+        assert cycle["queued"] == cycle["sent"]
+        assert cycle["statuses"] == {"202": cycle["sent"]}
+        assert cycle["out_of_order"] == 0
+        assert cycle["delivered_events"] == cycle["sent"]
+        assert cycle["enqueue_rps"] > 0
+        assert cycle["drain_msgs_per_s"] > 0
+        assert cycle["raw_paho"]["delivered"] == cycle["sent"]
+    assert phases["memory"]["sensors"] == phases["memory"]["subscriptions"]
+    assert phases["memory_no_sensors"]["sensors"] == 0
     assert {t["target"] for t in data["targets"]}
