@@ -25,6 +25,16 @@ _FAILED = ("setup_error", "setup_retry", "failed_unload", "migration_error")
 type EventHandler = Callable[[Any], None]
 
 
+async def stop_reading(
+    reader: asyncio.Task[None], ws: aiohttp.ClientWebSocketResponse
+) -> None:
+    """Cancel a websocket's reader task and close the socket."""
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    await ws.close()
+
+
 class Websocket:
     """HA's websocket API: commands with results, and event subscriptions."""
 
@@ -80,10 +90,7 @@ class Websocket:
 
     async def close(self) -> None:
         """Close the socket and stop reading."""
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        await self._ws.close()
+        await stop_reading(self._reader, self._ws)
 
     async def _read(self) -> None:
         async for frame in self._ws:

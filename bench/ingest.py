@@ -13,7 +13,6 @@ topic's last payload.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -23,6 +22,7 @@ import aiohttp
 from yarl import URL
 
 from .context import Context
+from .ha import stop_reading
 from .processes import PYTHON, BenchError
 
 BASE = "/api/v1/orchestration/cloudsyncmgr"
@@ -110,10 +110,7 @@ class EventTap:
 
     async def close(self) -> None:
         """Stop reading and close the websocket."""
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        await self._ws.close()
+        await stop_reading(self._reader, self._ws)
 
     async def _read(self) -> None:
         async for frame in self._ws:

@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from .context import Context
+from .ha import stop_reading
 from .load import new_session, warm_up
 from .processes import PYTHON, BenchError
 from .requests import CLOUDSYNC_PUBLISH
@@ -92,10 +93,7 @@ class DeliveredTap:
 
     async def close(self) -> None:
         """Stop reading and close the websocket."""
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        await self._ws.close()
+        await stop_reading(self._reader, self._ws)
 
     async def _read(self) -> None:
         async for frame in self._ws:
