@@ -123,14 +123,21 @@ REAUTH_SCHEMA = vol.Schema(
 )
 
 
-def _count(maximum: int, unit: str | None = None) -> vol.All:
-    """Return a whole-number box from 1 to ``maximum``."""
+def _box(
+    minimum: float, maximum: float, unit: str | None = None, step: float = 1
+) -> vol.All:
+    """Return a number box; whole steps are stored as int, fractional ones as float."""
     config = NumberSelectorConfig(
-        min=1, max=maximum, step=1, mode=NumberSelectorMode.BOX
+        min=minimum, max=maximum, step=step, mode=NumberSelectorMode.BOX
     )
     if unit:
         config["unit_of_measurement"] = unit
-    return vol.All(NumberSelector(config), vol.Coerce(int))
+    return vol.All(NumberSelector(config), vol.Coerce(int if step == 1 else float))
+
+
+def _count(maximum: int, unit: str | None = None) -> vol.All:
+    """Return a whole-number box from 1 to ``maximum``."""
+    return _box(1, maximum, unit)
 
 
 OUTBOX_FIELDS: dict[vol.Marker, Any] = {
@@ -162,29 +169,9 @@ OPTIONS_FIELDS: dict[vol.Marker, Any] = {
         vol.Coerce(int),
     ),
     vol.Required(CONF_RETAIN, default=DEFAULT_RETAIN): BooleanSelector(),
-    vol.Required(CONF_KEEPALIVE, default=DEFAULT_KEEPALIVE): vol.All(
-        NumberSelector(
-            NumberSelectorConfig(
-                min=10,
-                max=3600,
-                step=1,
-                mode=NumberSelectorMode.BOX,
-                unit_of_measurement="s",
-            )
-        ),
-        vol.Coerce(int),
-    ),
-    vol.Required(CONF_STATE_INTERVAL, default=DEFAULT_STATE_INTERVAL): vol.All(
-        NumberSelector(
-            NumberSelectorConfig(
-                min=0,
-                max=3600,
-                step=0.1,
-                mode=NumberSelectorMode.BOX,
-                unit_of_measurement="s",
-            )
-        ),
-        vol.Coerce(float),
+    vol.Required(CONF_KEEPALIVE, default=DEFAULT_KEEPALIVE): _box(10, 3600, "s"),
+    vol.Required(CONF_STATE_INTERVAL, default=DEFAULT_STATE_INTERVAL): _box(
+        0, 3600, "s", step=0.1
     ),
     vol.Required(CONF_TOPIC_SENSORS, default=DEFAULT_TOPIC_SENSORS): BooleanSelector(),
     vol.Required(CONF_ALLOW_LOCAL_UNAUTHENTICATED, default=False): BooleanSelector(),
