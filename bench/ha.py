@@ -6,16 +6,19 @@ Everything goes through HA's public REST and websocket APIs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 import contextlib
 import itertools
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from .processes import BenchError
+
+if TYPE_CHECKING:
+    from .context import Context
 
 USERNAME = "bench"
 PASSWORD = "bench-password-not-secret"  # noqa: S105 - a throwaway local account
@@ -33,6 +36,35 @@ async def stop_reading(
     with contextlib.suppress(asyncio.CancelledError):
         await reader
     await ws.close()
+
+
+async def open_event_socket(
+    ctx: Context, event_types: Sequence[str], name: str
+) -> aiohttp.ClientWebSocketResponse:
+    """Open an authenticated websocket subscribed to ``event_types``.
+
+    Coalescing lets HA send a burst's events as a few large frames.
+    """
+    ws = await ctx.api.session.ws_connect(
+        f"{ctx.api.base_url}/api/websocket", max_msg_size=0
+    )
+    await ws.receive_json()
+    await ws.send_json({"type": "auth", "access_token": ctx.api.token})
+    replies = [await ws.receive_json()]
+    commands: list[dict[str, Any]] = [
+        {"type": "supported_features", "features": {"coalesce_messages": 1}},
+        *({"type": "subscribe_events", "event_type": t} for t in event_types),
+    ]
+    for msg_id, command in enumerate(commands, 1):
+        await ws.send_json({"id": msg_id, **command})
+        replies.append(await ws.receive_json())
+    if replies[0].get("type") != "auth_ok" or not all(
+        reply.get("success") for reply in replies[1:]
+    ):
+        await ws.close()
+        msg = f"{name} websocket: {replies}"
+        raise BenchError(msg)
+    return ws
 
 
 class Websocket:

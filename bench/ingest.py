@@ -22,7 +22,7 @@ import aiohttp
 from yarl import URL
 
 from .context import Context
-from .ha import stop_reading
+from .ha import open_event_socket, stop_reading
 from .processes import PYTHON, BenchError
 
 BASE = "/api/v1/orchestration/cloudsyncmgr"
@@ -81,25 +81,7 @@ class EventTap:
     @classmethod
     async def open(cls, ctx: Context, sensors: set[str]) -> EventTap:
         """Connect, authenticate and subscribe to the two event types."""
-        ws = await ctx.api.session.ws_connect(
-            f"{ctx.api.base_url}/api/websocket", max_msg_size=0
-        )
-        await ws.receive_json()
-        await ws.send_json({"type": "auth", "access_token": ctx.api.token})
-        replies = [await ws.receive_json()]
-        # Coalescing lets HA send a burst's events as a few large frames.
-        commands: list[dict[str, Any]] = [
-            {"type": "supported_features", "features": {"coalesce_messages": 1}},
-            *({"type": "subscribe_events", "event_type": t} for t in _EVENT_TYPES),
-        ]
-        for msg_id, command in enumerate(commands, 1):
-            await ws.send_json({"id": msg_id, **command})
-            replies.append(await ws.receive_json())
-        if replies[0].get("type") != "auth_ok" or not all(
-            reply.get("success") for reply in replies[1:]
-        ):
-            msg = f"event websocket: {replies}"
-            raise BenchError(msg)
+        ws = await open_event_socket(ctx, _EVENT_TYPES, "event")
         return cls(ws, sensors)
 
     def start(self, tag: str) -> None:

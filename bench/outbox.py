@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 
 from .context import Context
-from .ha import stop_reading
+from .ha import open_event_socket, stop_reading
 from .load import new_session, warm_up
 from .processes import PYTHON, BenchError
 from .requests import CLOUDSYNC_PUBLISH
@@ -63,24 +63,7 @@ class DeliveredTap:
     @classmethod
     async def open(cls, ctx: Context, topic: str) -> DeliveredTap:
         """Connect, authenticate and subscribe to the delivered events."""
-        ws = await ctx.api.session.ws_connect(
-            f"{ctx.api.base_url}/api/websocket", max_msg_size=0
-        )
-        await ws.receive_json()
-        await ws.send_json({"type": "auth", "access_token": ctx.api.token})
-        replies = [await ws.receive_json()]
-        commands: list[dict[str, Any]] = [
-            {"type": "supported_features", "features": {"coalesce_messages": 1}},
-            {"type": "subscribe_events", "event_type": EVENT_DELIVERED},
-        ]
-        for msg_id, command in enumerate(commands, 1):
-            await ws.send_json({"id": msg_id, **command})
-            replies.append(await ws.receive_json())
-        if replies[0].get("type") != "auth_ok" or not all(
-            reply.get("success") for reply in replies[1:]
-        ):
-            msg = f"delivered-event websocket: {replies}"
-            raise BenchError(msg)
+        ws = await open_event_socket(ctx, [EVENT_DELIVERED], "delivered-event")
         return cls(ws, topic)
 
     async def wait(self, count: int, timeout: float) -> None:
