@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-import re
 from typing import TYPE_CHECKING, Any
 from unittest.mock import MagicMock
 from urllib.parse import quote
@@ -15,13 +14,12 @@ import uuid
 from aiohttp.test_utils import make_mocked_request
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import callback
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import yaml
 
-from custom_components.cloudsync import http
+from custom_components.cloudsync import errors, http
 from custom_components.cloudsync.const import (
     CONF_ALLOW_LOCAL_UNAUTHENTICATED,
     CONF_CLIENT_ID,
@@ -30,13 +28,10 @@ from custom_components.cloudsync.const import (
     CONF_RETAIN,
     CONF_URL,
     DOMAIN,
-    signal_connection,
 )
-from custom_components.cloudsync.http import (
-    PUBLISH_SCHEMA,
-    RequestError,
-    async_authenticate,
-)
+from custom_components.cloudsync.errors import UnauthorizedError, error_kind
+from custom_components.cloudsync.http import PUBLISH_SCHEMA
+from custom_components.cloudsync.http_auth import async_authenticate
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import (
     MqttSubscriber,
@@ -311,7 +306,7 @@ async def test_unsubscribe_last_app_stops_delivery(
         f"Received UNSUBSCRIBE from {entry.data[CONF_CLIENT_ID]}", since
     )
     received: list[Any] = []
-    entry.runtime_data.registry.add_message_listener(received.append)
+    entry.runtime_data.add_message_listener(received.append)
     await mqtt_publish(plain_broker, topic, "nobody listens")
     await asyncio.sleep(0.3)
     assert received == []
@@ -485,9 +480,9 @@ async def test_local_unauthenticated_needs_loopback(
     if allowed:
         async_authenticate(hass, request)
     else:
-        with pytest.raises(RequestError) as err:
+        with pytest.raises(UnauthorizedError) as err:
             async_authenticate(hass, request)
-        assert err.value.status == 401
+        assert error_kind(err.value).status == 401
 
 
 # -- client errors --------------------------------------------------------------------
@@ -662,7 +657,7 @@ async def test_broker_stopped(
         if not connected:
             lost.set()
 
-    async_dispatcher_connect(hass, signal_connection(entry.entry_id), _changed)
+    entry.runtime_data.add_connection_listener(_changed)
     await broker.async_stop()
     async with asyncio.timeout(5):
         await lost.wait()
@@ -754,9 +749,8 @@ def test_openapi_matches_views() -> None:
         for url in (view.url, *view.extra_urls)
     }
     assert set(spec["paths"]) == urls
-    source = Path(http.__file__).read_text(encoding="utf-8")
-    codes = {code for _, _, code in http._ERRORS}
-    codes |= set(re.findall(r'HTTPStatus\.\w+,\s*"(\w+)"', source))
+    # Every code of the one error table, less the two only actions can meet.
+    codes = set(errors.ERRORS) - {"entry_not_found", "entry_not_cloudsync"}
     assert (
         set(spec["components"]["schemas"]["Error"]["properties"]["error"]["enum"])
         == codes

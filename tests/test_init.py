@@ -45,7 +45,7 @@ async def test_setup_and_unload(hass: HomeAssistant, plain_broker: Mosquitto) ->
         == f"binary_sensor.{entry.title.replace('.', '_').replace(':', '_')}_connection"
     )
     assert hass.states.get(entity_id).state == STATE_ON
-    connection = entry.runtime_data.connection
+    connection = entry.runtime_data._connection
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert entry.state is ConfigEntryState.NOT_LOADED
     assert not connection.connected
@@ -56,10 +56,10 @@ async def test_unreachable_broker_loads_offline(hass: HomeAssistant) -> None:
     entry = entry_for_port(free_port())
     await setup_entry(hass, entry)
     assert entry.state is ConfigEntryState.LOADED
-    assert not entry.runtime_data.connection.connected
+    assert not entry.runtime_data._connection.connected
     assert hass.states.get(_connection_entity(hass, entry.entry_id)).state == STATE_OFF
-    result = await entry.runtime_data.registry.async_publish(
-        "app", "t", b"x", 1, retain=False, timeout=1
+    result = await entry.runtime_data.async_publish(
+        "app", "t", b"x", qos=1, retain=False, timeout=1
     )
     assert result.queued
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -90,7 +90,7 @@ async def test_mutual_tls_entry_loads(
     """Certificates stored as PEM in the entry are used for mutual TLS."""
     entry = await setup_entry(hass, entry_for(tls_broker, pki))
     assert entry.state is ConfigEntryState.LOADED
-    assert entry.runtime_data.connection.connected
+    assert entry.runtime_data._connection.connected
 
 
 async def test_broken_certificate_is_an_error(
@@ -110,8 +110,8 @@ async def test_connection_sensor_follows_broker(
     """The connectivity sensor goes off when the broker stops and on when it is back."""
     broker = broker_factory()
     entry = await setup_entry(hass, entry_for(broker))
-    connection = entry.runtime_data.connection
-    connection._backoff_min, connection._backoff_max = 0.1, 0.5
+    connection = entry.runtime_data._connection
+    connection._reconnector._backoff = (0.1, 0.5)
     entity_id = _connection_entity(hass, entry.entry_id)
     await broker.async_stop()
     await _wait_state(hass, entity_id, STATE_OFF)

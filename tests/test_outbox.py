@@ -68,13 +68,13 @@ async def _setup(
 
 
 def _fast_reconnect(entry: MockConfigEntry) -> None:
-    connection = entry.runtime_data.connection
-    connection._backoff_min, connection._backoff_max = 0.05, 0.3
+    connection = entry.runtime_data._connection
+    connection._reconnector._backoff = (0.05, 0.3)
 
 
 async def _stop(entry: MockConfigEntry, broker: Mosquitto) -> None:
     await broker.async_stop()
-    await _wait_for(lambda: not entry.runtime_data.connection.connected)
+    await _wait_for(lambda: not entry.runtime_data._connection.connected)
 
 
 async def _post(client: TestClient, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -138,13 +138,13 @@ async def test_rest_backlog_drains_in_order(
         }
         ids = [r["id"] for _, r in replies]
         assert len(set(ids)) == 1000
-        assert entry.runtime_data.outbox.queued == 1000
+        assert entry.runtime_data.outbox_stats.queued == 1000
         await hass.async_block_till_done()
         await _wait_for(lambda: _state(hass, entry, "outbox_queued") == "1000")
 
         await broker.async_start()
         start = time.monotonic()
-        await _wait_for(lambda: entry.runtime_data.outbox.queued == 0)
+        await _wait_for(lambda: entry.runtime_data.outbox_stats.queued == 0)
         drain = time.monotonic() - start
         got = await sub.messages(1000, timeout=20)
     report = compare([p.encode() for p in payloads], [m.payload for m in got])
@@ -194,19 +194,19 @@ async def test_backlog_survives_restart(
         await hass.async_block_till_done()
         assert entry.state is ConfigEntryState.LOADED  # offline, queueing
         _fast_reconnect(entry)
-        assert entry.runtime_data.outbox.queued == 1000
+        assert entry.runtime_data.outbox_stats.queued == 1000
         status, reply = await _post(client, _body("restart/x", "after restart"))
         assert (status, reply["queued"]) == (202, True)
 
         await broker.async_start()
-        await _wait_for(lambda: entry.runtime_data.outbox.queued == 0)
+        await _wait_for(lambda: entry.runtime_data.outbox_stats.queued == 0)
         got = await sub.messages(1001, timeout=20)
     report = compare(
         [*(p.encode() for p in payloads), b"after restart"], [m.payload for m in got]
     )
     assert report.complete
     assert report.out_of_order == 0
-    assert entry.runtime_data.outbox.stats.delivered == 1001
+    assert entry.runtime_data.outbox_stats.delivered == 1001
     LOGGER.warning("restart: 1001 delivered, duplicates %d", report.duplicates)
 
 
@@ -216,15 +216,15 @@ async def test_sigkill_mid_stream_loses_nothing(
     """SIGKILL the broker in the middle of 5,000 QoS 1 publishes: none is lost."""
     broker = persistent_broker(broker_factory)
     entry = await _setup(hass, broker, drain_rate=20000)
-    registry = entry.runtime_data.registry
+    cloudsync = entry.runtime_data
     payloads = [f"k{i:04}".encode() for i in range(5000)]
     todo = iter(payloads)
     results: list[bool] = []
 
     async def _producer() -> None:
         for payload in todo:
-            result = await registry.async_publish(
-                "app", "kill/x", payload, 1, retain=False, timeout=10
+            result = await cloudsync.async_publish(
+                "app", "kill/x", payload, qos=1, retain=False, timeout=10
             )
             results.append(result.queued)
 
@@ -237,7 +237,7 @@ async def test_sigkill_mid_stream_loses_nothing(
         await _wait_for(lambda: len(results) >= killed_at + 1000)
         await broker.async_start()
         await asyncio.gather(*stream)
-        await _wait_for(lambda: entry.runtime_data.outbox.queued == 0)
+        await _wait_for(lambda: entry.runtime_data.outbox_stats.queued == 0)
         await sub.messages(5000, timeout=30)
         await asyncio.sleep(0.3)  # let late duplicates come in
     report = compare(payloads, [m.payload for m in sub.received])
@@ -258,18 +258,18 @@ async def test_action_queues_and_window(
     """With 100 publishes awaiting their acks the next is queued at once, then sent."""
     broker = broker_factory()
     entry = await _setup(hass, broker)
-    registry = entry.runtime_data.registry
+    cloudsync = entry.runtime_data
     async with MqttSubscriber(broker, "window/#", qos=1) as sub:
         broker.pause()
         waiting = [
             asyncio.create_task(
-                registry.async_publish(
-                    "app", "window/x", str(i).encode(), 1, retain=False, timeout=30
+                cloudsync.async_publish(
+                    "app", "window/x", str(i).encode(), qos=1, retain=False, timeout=30
                 )
             )
             for i in range(100)
         ]
-        await _wait_for(lambda: entry.runtime_data.connection.pending_acks == 100)
+        await _wait_for(lambda: entry.runtime_data._connection.pending_acks == 100)
         result = await hass.services.async_call(
             DOMAIN,
             "publish",
@@ -316,7 +316,7 @@ async def test_drop_oldest(
     assert [e.data["id"] for e in dropped] == ids[: count - kept]
     assert {e.data["reason"] for e in dropped} == {"overflow"}
     assert dropped[0].data["topic"] == "cap/x"
-    assert entry.runtime_data.outbox.stats.dropped == count - kept
+    assert entry.runtime_data.outbox_stats.dropped == count - kept
     drop_logs = [
         r
         for r in caplog.records
@@ -362,8 +362,8 @@ async def test_refuse_policy(
             blocking=True,
         )
     assert err.value.translation_key == "outbox_full"
-    assert entry.runtime_data.outbox.stats.dropped == 0
-    assert entry.runtime_data.outbox.queued == 3
+    assert entry.runtime_data.outbox_stats.dropped == 0
+    assert entry.runtime_data.outbox_stats.queued == 3
 
 
 async def test_expired_messages_are_dropped(
@@ -374,15 +374,15 @@ async def test_expired_messages_are_dropped(
     entry = await _setup(hass, broker, max_age={"seconds": 1})
     dropped = async_capture_events(hass, EVENT_MESSAGE_DROPPED)
     await _stop(entry, broker)
-    registry = entry.runtime_data.registry
+    cloudsync = entry.runtime_data
     for i in range(3):
-        await registry.async_publish(
-            "app", "old/x", b"%d" % i, 1, retain=False, timeout=1
+        await cloudsync.async_publish(
+            "app", "old/x", b"%d" % i, qos=1, retain=False, timeout=1
         )
-    assert entry.runtime_data.outbox.stats.oldest is not None
+    assert entry.runtime_data.outbox_stats.oldest is not None
     await _wait_for(lambda: len(dropped) == 3, timeout=5)
     assert {e.data["reason"] for e in dropped} == {"expired"}
-    assert entry.runtime_data.outbox.queued == 0
+    assert entry.runtime_data.outbox_stats.queued == 0
     await broker.async_start()
 
 
@@ -394,11 +394,11 @@ async def test_drain_rate_limit(
     entry = await _setup(hass, broker, drain_rate=200)
     delivered = async_capture_events(hass, EVENT_MESSAGE_DELIVERED)
     await _stop(entry, broker)
-    registry = entry.runtime_data.registry
+    cloudsync = entry.runtime_data
     await asyncio.gather(
         *(
-            registry.async_publish(
-                "app", "rate/x", b"%d" % i, 1, retain=False, timeout=1
+            cloudsync.async_publish(
+                "app", "rate/x", b"%d" % i, qos=1, retain=False, timeout=1
             )
             for i in range(300)
         )
@@ -435,20 +435,20 @@ async def test_corrupt_outbox_is_set_aside(
     assert issue.translation_placeholders["broker"] == broker.url
     assert "not a database" in issue.translation_placeholders["error"]
 
-    registry = entry.runtime_data.registry
+    cloudsync = entry.runtime_data
     async with MqttSubscriber(broker, "new/#", qos=1) as sub:
-        result = await registry.async_publish(
-            "app", "new/x", b"1", 1, retain=False, timeout=1
+        result = await cloudsync.async_publish(
+            "app", "new/x", b"1", qos=1, retain=False, timeout=1
         )
         assert not result.queued
         assert (await sub.message()).payload == b"1"
     _fast_reconnect(entry)
     await _stop(entry, broker)
-    result = await registry.async_publish(
-        "app", "new/x", b"2", 1, retain=False, timeout=1
+    result = await cloudsync.async_publish(
+        "app", "new/x", b"2", qos=1, retain=False, timeout=1
     )
     assert result.queued
-    assert entry.runtime_data.outbox.queued == 1
+    assert entry.runtime_data.outbox_stats.queued == 1
 
     assert await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
@@ -506,12 +506,12 @@ async def test_sensors_and_diagnostics(
         )
         assert hass.states.get(entity_id).state == "0"
     await _stop(entry, broker)
-    await entry.runtime_data.registry.async_publish(
-        "app", "s/x", b"1", 1, retain=False, timeout=1
+    await entry.runtime_data.async_publish(
+        "app", "s/x", b"1", qos=1, retain=False, timeout=1
     )
     await _wait_for(lambda: _state(hass, entry, "outbox_queued") == "1")
     await asyncio.sleep(0.6)  # rounds to an age of 1 s
-    entry.runtime_data.outbox._on_change()  # as the periodic refresh does
+    entry.runtime_data._outbox._on_change()  # as the periodic refresh does
     await _wait_for(lambda: _state(hass, entry, "outbox_oldest_age") == "1")
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     assert diagnostics["outbox"]["stats"]["queued"] == 1

@@ -35,8 +35,8 @@ async def _wait_for(predicate: Any, timeout: float = 10) -> None:
 async def _subscribed_sensor(
     hass: HomeAssistant, entry: Any, topic_filter: str, **kwargs: Any
 ) -> str:
-    registry = entry.runtime_data.registry
-    await registry.async_subscribe("app1", topic_filter, 1, **kwargs)
+    broker = entry.runtime_data
+    await broker.async_subscribe("app1", topic_filter, qos=1, **kwargs)
     await hass.async_block_till_done()
     entity_id = _sensor_id(hass, entry.entry_id, topic_filter)
     assert entity_id is not None
@@ -73,7 +73,7 @@ async def test_sensor_created_updated_and_removed(
     attributes["friendly_name"] = name
     assert {"state": state.state, "attributes": attributes} == snapshot
 
-    await entry.runtime_data.registry.async_unsubscribe("app1", "sensors/+/temp")
+    await entry.runtime_data.async_unsubscribe("app1", "sensors/+/temp")
     await hass.async_block_till_done()
     assert hass.states.get(entity_id) is None
     assert _sensor_id(hass, entry.entry_id, "sensors/+/temp") is None
@@ -164,14 +164,14 @@ async def test_burst_is_coalesced(
     elapsed = (writes[-1].time_fired - writes[0].time_fired).total_seconds()
     assert len(writes) <= 2 + elapsed / 0.5  # at most one per interval
     assert len(writes) < 50
-    assert entry.runtime_data.registry.get("app1", "burst/topic").payload == b"4999"
+    assert entry.runtime_data.latest("app1", "burst/topic").payload == b"4999"
     assert [e.data["payload"] for e in received[-3:]] == ["4997", "4998", "4999"]
 
 
 async def test_event_fields(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
     """Each message fires cloudsync_message_received with its details."""
     entry = await setup_entry(hass, entry_for(plain_broker))
-    await entry.runtime_data.registry.async_subscribe("app1", "events/#", 1)
+    await entry.runtime_data.async_subscribe("app1", "events/#", qos=1)
     events = async_capture_events(hass, EVENT_MESSAGE_RECEIVED)
     await mqtt_publish(plain_broker, "events/a", b"\xff\x00", qos=1)
     await mqtt_publish(plain_broker, "events/b", b"text", qos=1)
@@ -195,8 +195,8 @@ async def test_unavailable_while_disconnected_and_restored(
     """The sensor is unavailable while the broker is down and restored after a restart."""
     broker = broker_factory()
     entry = await setup_entry(hass, entry_for(broker, options={"state_interval": 0}))
-    connection = entry.runtime_data.connection
-    connection._backoff_min, connection._backoff_max = 0.1, 0.3
+    connection = entry.runtime_data._connection
+    connection._reconnector._backoff = (0.1, 0.3)
     entity_id = await _subscribed_sensor(hass, entry, "restore/me")
     await _publish_and_wait(hass, broker, entity_id, "restore/me", b"kept value")
 
@@ -223,9 +223,9 @@ async def test_topic_sensors_can_be_turned_off(
         hass, entry_for(plain_broker, options={"topic_sensors": False})
     )
     events = async_capture_events(hass, EVENT_MESSAGE_RECEIVED)
-    await entry.runtime_data.registry.async_subscribe("app1", "nosensor/#", 1)
+    await entry.runtime_data.async_subscribe("app1", "nosensor/#", qos=1)
     await hass.async_block_till_done()
     assert _sensor_id(hass, entry.entry_id, "nosensor/#") is None
     await mqtt_publish(plain_broker, "nosensor/a", b"v", qos=1)
     await _wait_for(lambda: len(events) == 1)
-    assert entry.runtime_data.registry.get("app1", "nosensor/a").payload == b"v"
+    assert entry.runtime_data.latest("app1", "nosensor/a").payload == b"v"

@@ -20,7 +20,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous as vol
 
-from custom_components.cloudsync import services
+from custom_components.cloudsync import broker as broker_module, errors, services
 from custom_components.cloudsync.const import (
     CONF_PROTOCOL,
     CONF_QOS,
@@ -241,7 +241,7 @@ async def test_unsubscribe(
     await mqtt_publish(plain_broker, topic, "open")
     await _wait_for_data(hass, entry, topic, app_id="door")
     await _call(hass, "unsubscribe", entry, topic=topic, app_id="door")
-    assert topic not in entry.runtime_data.connection.subscriptions
+    assert topic not in entry.runtime_data._connection.subscriptions
     with pytest.raises(ServiceValidationError) as err:
         await _call(hass, "get_data", entry, response=True, topic=topic, app_id="door")
     assert err.value.translation_key == "not_subscribed"
@@ -349,7 +349,7 @@ async def test_broker_stopped(
     entry = await _async_setup_entry(hass, broker)
     await broker.async_stop()
     async with asyncio.timeout(5):
-        while entry.runtime_data.connection.connected:
+        while entry.runtime_data._connection.connected:
             await asyncio.sleep(0.02)
     result = await _call(hass, "publish", entry, response=True, topic="down")
     assert result == {
@@ -361,7 +361,7 @@ async def test_broker_stopped(
         "retain": False,
     }
     assert await _call(hass, "publish", entry, topic="down", qos=0) is None
-    assert entry.runtime_data.outbox.queued == 2
+    assert entry.runtime_data.outbox_stats.queued == 2
     with pytest.raises(HomeAssistantError) as err:
         await _call(hass, "subscribe", entry, topic="down")
     assert not isinstance(err.value, ServiceValidationError)
@@ -378,7 +378,7 @@ async def test_publish_timeout_is_queued(
     async with MqttSubscriber(broker, "frozen", qos=1) as sub:
         broker.pause()
         try:
-            with patch.object(services, "ACK_TIMEOUT", 0.3):
+            with patch.object(broker_module, "ACK_TIMEOUT", 0.3):
                 result = await _call(
                     hass, "publish", entry, response=True, topic="frozen", qos=1
                 )
@@ -419,7 +419,7 @@ async def test_descriptions_and_translations(
         for field in fields.values():
             selector.validate_selector(field["selector"])
     provided = {*services._PLACEHOLDER_FIELDS, "error"}
-    for key in {key for _, key in services._ERRORS.values()}:
+    for key in {kind.translation_key for kind in errors.ERRORS.values()}:
         message = strings["exceptions"][key]["message"]
         assert {
             name for _, name, _, _ in Formatter().parse(message) if name
@@ -453,7 +453,7 @@ async def test_subscribe_with_sensor_options(
     state = hass.states.get(entity_id)
     assert state.attributes["unit_of_measurement"] == "°C"
     assert state.attributes["device_class"] == "temperature"
-    stored = entry.runtime_data.registry.subscriptions[topic].sensor
+    stored = entry.runtime_data.subscriptions[topic].sensor
     assert stored.value_template == "{{ value_json.t | round(1) }}"
 
 
@@ -467,4 +467,4 @@ async def test_subscribe_rejects_bad_sensor_options(
     """A broken template or an unknown device class is refused before subscribing."""
     with pytest.raises(vol.Invalid):
         await _call(hass, "subscribe", entry, topic=f"{prefix}/bad", **bad)
-    assert f"{prefix}/bad" not in entry.runtime_data.registry.subscriptions
+    assert f"{prefix}/bad" not in entry.runtime_data.subscriptions

@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
-from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.exceptions import (
-    ConfigEntryAuthFailed,
-    ConfigEntryError,
-    ConfigEntryNotReady,
-)
+from homeassistant.core import Event, HomeAssistant
+from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
-from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
-from .broker import broker_config
+from .broker import CloudSyncBroker
 from .client import (
-    BrokerAuthError,
     BrokerConnection,
     BrokerTimeoutError,
     BrokerUnreachableError,
     CertificateError,
     CloudSyncError,
     NotConnectedError,
-    Outbox,
     build_ssl_context,
 )
-from .const import CONNECT_TIMEOUT, DOMAIN, LOGGER, signal_connection
+from .const import CONNECT_TIMEOUT, DOMAIN, LOGGER
 from .entity import broker_device_info
+from .entry_data import broker_config
+from .errors import as_setup_error
 from .events import async_setup_events
 from .http import async_register_views
-from .models import CloudSyncConfigEntry, CloudSyncData
+from .models import CloudSyncConfigEntry
 from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
 from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
 from .services import async_setup_services
@@ -49,7 +44,7 @@ async def async_setup(hass: HomeAssistant, _config: ConfigType) -> bool:
 async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> bool:
     """Connect to the broker and set up its entities."""
     config = broker_config(entry.data, entry.options)
-    placeholders = {"url": str(config.url)}
+    url = str(config.url)
     try:
         ssl_context = (
             await hass.async_add_executor_job(build_ssl_context, config)
@@ -57,24 +52,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
             else None
         )
     except CertificateError as err:
-        raise ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="invalid_certificate",
-            translation_placeholders={**placeholders, "error": str(err)},
-        ) from err
-
+        raise as_setup_error(err, url) from err
     try:
         limits = outbox_limits(entry.options)
     except ValueError as err:
         raise ConfigEntryError(
             translation_domain=DOMAIN,
             translation_key="invalid_outbox_options",
-            translation_placeholders={**placeholders, "error": str(err)},
+            translation_placeholders={"url": url, "error": str(err)},
         ) from err
-
-    @callback
-    def _connection_changed(connected: bool) -> None:  # noqa: FBT001
-        async_dispatcher_send(hass, signal_connection(entry.entry_id), connected)
 
     connection = BrokerConnection(
         config,
@@ -83,26 +69,27 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
             hass, coro, name
         ),
         ssl_context=ssl_context,
-        on_connection_change=_connection_changed,
         connect_timeout=CONNECT_TIMEOUT,
     )
     outbox = await async_open_outbox(hass, entry, connection, limits)
+    broker = CloudSyncBroker(
+        hass,
+        entry.entry_id,
+        entry.options,
+        connection,
+        outbox,
+        SubscriptionRegistry(hass, entry.entry_id),
+        broker_device_info(entry, config.url),
+    )
 
     async def _async_shutdown(_event: Event | None = None) -> None:
-        await _async_close(connection, outbox)
+        await broker.async_close()
 
     # Registered first: HA runs it also when the setup fails below.
     entry.async_on_unload(_async_shutdown)
-    registry = SubscriptionRegistry(hass, entry.entry_id, connection, outbox)
-    await registry.async_load()
+    await broker.async_start()
     try:
         await connection.connect()
-    except BrokerAuthError as err:
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN,
-            translation_key="invalid_auth",
-            translation_placeholders={**placeholders, "error": str(err)},
-        ) from err
     except (BrokerUnreachableError, BrokerTimeoutError, NotConnectedError) as err:
         # Publishes are queued in the outbox until the broker is back.
         LOGGER.warning(
@@ -110,20 +97,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
         )
         connection.start_reconnecting()
     except CloudSyncError as err:
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="cannot_connect",
-            translation_placeholders={**placeholders, "error": str(err)},
-        ) from err
+        raise as_setup_error(err, url) from err
 
-    entry.runtime_data = CloudSyncData(
-        connection=connection,
-        url=config.url,
-        registry=registry,
-        outbox=outbox,
-        device_info=broker_device_info(entry, config.url),
-    )
-    entry.async_on_unload(registry.async_flush)
+    entry.runtime_data = broker
+    entry.async_on_unload(broker.async_flush)
     entry.async_on_unload(async_setup_events(hass, entry))
     entry.async_on_unload(
         hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_shutdown)
@@ -131,13 +108,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
-
-
-async def _async_close(connection: BrokerConnection, outbox: Outbox) -> None:
-    """Stop taking publishes, close the link (in-flight ones get queued), close the file."""
-    outbox.stop_accepting()
-    await connection.disconnect()
-    await outbox.close()
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> bool:

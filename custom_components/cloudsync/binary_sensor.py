@@ -8,10 +8,8 @@ from homeassistant.components.binary_sensor import (
 )
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import signal_connection
 from .entity import CloudSyncEntity
 from .models import CloudSyncConfigEntry
 
@@ -41,14 +39,12 @@ class CloudSyncConnectionSensor(CloudSyncEntity, BinarySensorEntity):
     @property
     def is_on(self) -> bool:
         """Return whether the broker is connected."""
-        return self.entry.runtime_data.connection.connected
+        return self.entry.runtime_data.connected
 
     async def async_added_to_hass(self) -> None:
         """Write the state whenever the connection changes."""
         self.async_on_remove(
-            async_dispatcher_connect(
-                self.hass, signal_connection(self.entry.entry_id), self._changed
-            )
+            self.entry.runtime_data.add_connection_listener(self._changed)
         )
 
     @callback

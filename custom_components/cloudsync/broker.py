@@ -1,155 +1,284 @@
-"""Build broker configurations from config entries and probe brokers."""
+"""CloudSyncBroker: the whole API of one configured broker.
+
+REST views, actions, entities, events and diagnostics call only this object, which
+resolves the entry's option defaults once, keeps the subscriptions and latest data
+(``SubscriptionRegistry``), and talks to the broker through the client's connection and
+outbox.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-from functools import lru_cache
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
-from homeassistant.core import HomeAssistant
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.util import dt as dt_util
 
 from .client import (
-    BrokerAuthError,
-    BrokerConfig,
     BrokerConnection,
-    BrokerTLSError,
-    CloudSyncError,
-    Protocol,
-    parse_broker_url,
+    BrokerUrl,
+    Listeners,
+    Outbox,
+    OutboxStats,
+    ReceivedMessage,
+    is_wildcard,
+    validate_filter,
+    validate_topic,
 )
 from .const import (
-    CONF_CA_CERT,
-    CONF_CLIENT_CERT,
-    CONF_CLIENT_ID,
-    CONF_CLIENT_KEY,
-    CONF_KEEPALIVE,
-    CONF_KEY_PASSWORD,
-    CONF_PROTOCOL,
-    CONF_URL,
-    CONF_VERIFY_HOSTNAME,
-    CONNECT_TIMEOUT,
-    DEFAULT_KEEPALIVE,
-    DOMAIN,
+    ACK_TIMEOUT,
+    CONF_QOS,
+    CONF_RETAIN,
+    DEFAULT_QOS,
+    DEFAULT_RETAIN,
+    signal_outbox,
 )
-from .models import CloudSyncConfigEntry
+from .errors import NotSubscribedError
+from .registry import LatestData, SensorOptions, Subscription, SubscriptionRegistry
+
+type SubscriptionListener = Callable[[Subscription, bool], None]
 
 
-def broker_config(
-    data: Mapping[str, Any], options: Mapping[str, Any] | None = None
-) -> BrokerConfig:
-    """Return the BrokerConfig a config entry's data and options describe."""
-    url = parse_broker_url(data[CONF_URL])
-    return BrokerConfig(
-        host=url.host,
-        port=url.port,
-        tls=url.tls,
-        ca_cert=data.get(CONF_CA_CERT) or None,
-        client_cert=data.get(CONF_CLIENT_CERT) or None,
-        client_key=data.get(CONF_CLIENT_KEY) or None,
-        key_password=data.get(CONF_KEY_PASSWORD) or None,
-        verify_hostname=data.get(CONF_VERIFY_HOSTNAME, True),
-        username=data.get(CONF_USERNAME) or None,
-        password=data.get(CONF_PASSWORD) or None,
-        client_id=data.get(CONF_CLIENT_ID, ""),
-        keepalive=(options or {}).get(CONF_KEEPALIVE, DEFAULT_KEEPALIVE),
-        protocol=Protocol(data.get(CONF_PROTOCOL, Protocol.MQTTV311)),
-    )
+@dataclass(frozen=True, slots=True)
+class Published:
+    """How a publish was taken: sent and acknowledged, or queued (with its id)."""
+
+    topic: str
+    id: str
+    queued: bool
+    qos: int
+    retain: bool
+    mid: int | None
 
 
-async def async_probe_broker(hass: HomeAssistant, config: BrokerConfig) -> None:
-    """Connect once for real and disconnect; raise the client's typed error on failure."""
-    # A client id of its own, so the probe never kicks out the entry's live session.
-    connection = BrokerConnection(
-        replace(config, client_id=""),
-        executor=hass.async_add_executor_job,
-        connect_timeout=CONNECT_TIMEOUT,
-    )
-    try:
-        await connection.connect()
-    finally:
-        await connection.disconnect()
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """A subscription made: whether the filter was new at the broker, at which QoS."""
+
+    topic_filter: str
+    qos: int
+    new_at_broker: bool
 
 
-def form_error(err: CloudSyncError) -> str:
-    """Map a connection error to a config-flow form error key."""
-    if isinstance(err, BrokerAuthError):
-        return "invalid_auth"
-    if isinstance(err, BrokerTLSError):
-        return "tls_error"
-    return "cannot_connect"
+class CloudSyncBroker:
+    """One broker's publish, subscribe, latest data, listeners and status."""
 
-
-class BrokerLookupError(Exception):
-    """A request named a broker that cannot be used."""
-
-
-class UnknownBrokerError(BrokerLookupError):
-    """No configured broker matches the request."""
-
-
-class AmbiguousBrokerError(BrokerLookupError):
-    """More than one configured broker matches the request."""
-
-
-class BrokerNotLoadedError(BrokerLookupError):
-    """The broker is configured but not set up (e.g. unreachable at start)."""
-
-
-def resolve_broker(hass: HomeAssistant, text: str | None) -> CloudSyncConfigEntry:
-    """Find the entry a request's ``url`` names: exact URL first, then host.
-
-    ``None`` (the seed's GET form without a host) matches when only one broker exists.
-    """
-    entries: list[CloudSyncConfigEntry] = hass.config_entries.async_entries(DOMAIN)
-    if text is None:
-        candidates = entries
-    else:
-        try:
-            url = _parse_cached(text)
-        except ValueError as err:
-            raise UnknownBrokerError(str(err)) from err
-        candidates = [e for e in entries if e.unique_id == str(url)]
-        if not candidates and _is_bare_host(text):
-            # The seed's clients send a bare host or IP: match it on any port/scheme.
-            candidates = [
-                e for e in entries if _parse_cached(e.data[CONF_URL]).host == url.host
-            ]
-    if not candidates:
-        msg = (
-            f"no broker {text!r} is configured in CloudSync"
-            if text
-            else "no broker is configured"
+    def __init__(  # noqa: PLR0913
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        options: Mapping[str, Any],
+        connection: BrokerConnection,
+        outbox: Outbox,
+        registry: SubscriptionRegistry,
+        device_info: DeviceInfo,
+    ) -> None:
+        """Bind the parts; call async_start() before use."""
+        self._hass = hass
+        self.entry_id = entry_id
+        self.url: BrokerUrl = connection.config.url
+        self.device_info = device_info
+        self.default_qos = int(options.get(CONF_QOS, DEFAULT_QOS))
+        self.default_retain = bool(options.get(CONF_RETAIN, DEFAULT_RETAIN))
+        self._connection = connection
+        self._outbox = outbox
+        self._registry = registry
+        self._lock = asyncio.Lock()
+        self._messages = Listeners[LatestData](f"messages from {self.url}")
+        self._subscription_changes = Listeners[tuple[Subscription, bool]](
+            f"subscriptions on {self.url}"
         )
-        raise UnknownBrokerError(msg)
-    if len(candidates) > 1:
-        urls = ", ".join(sorted(e.data[CONF_URL] for e in candidates))
-        msg = f"{text or 'the request'} matches several brokers ({urls}): name one by its URL"
-        raise AmbiguousBrokerError(msg)
-    return loaded(candidates[0])
+        self._stop_listening: Callable[[], None] | None = None
 
+    # -- status ---------------------------------------------------------------------
 
-def loaded(entry: CloudSyncConfigEntry) -> CloudSyncConfigEntry:
-    """Return the entry if it is set up, else raise BrokerNotLoadedError."""
-    if entry.state is not ConfigEntryState.LOADED:
-        msg = (
-            f"the broker {entry.data[CONF_URL]} is not connected ({entry.state.value})"
+    @property
+    def connected(self) -> bool:
+        """Return True while the broker connection is up."""
+        return self._connection.connected
+
+    @property
+    def subscriptions(self) -> Mapping[str, Subscription]:
+        """Return the subscriptions by filter."""
+        return self._registry.subscriptions
+
+    @property
+    def outbox_stats(self) -> OutboxStats:
+        """Return the outbox's counts."""
+        return self._outbox.stats
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Return the connection, registry and outbox state (no secrets, no payloads)."""
+        connection = self._connection
+        return {
+            "connection": {
+                "url": str(self.url),
+                "client_id": connection.client_id,
+                "connected": connection.connected,
+                "last_error": connection.last_error,
+                "subscriptions": len(connection.subscriptions),
+                "pending_acks": connection.pending_acks,
+            },
+            "registry": self._registry.counts(),
+            "outbox": {
+                "path": str(self._outbox.path),
+                "limits": asdict(self._outbox.limits),
+                "stats": asdict(self._outbox.stats),
+            },
+        }
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def async_start(self) -> None:
+        """Restore the subscriptions (tracked for the next CONNACK) and listen."""
+        for subscription in await self._registry.async_load():
+            self._connection.track(subscription.topic_filter, subscription.qos)
+        self._stop_listening = self._connection.add_message_listener(self._on_message)
+
+    async def async_close(self) -> None:
+        """Stop taking publishes, close the link (in-flight ones get queued), flush."""
+        self._outbox.stop_accepting()
+        await self._connection.disconnect()
+        await self._outbox.close()
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
+
+    async def async_flush(self) -> None:
+        """Write the subscriptions now."""
+        await self._registry.async_flush()
+
+    # -- publish --------------------------------------------------------------------
+
+    async def async_publish(  # noqa: PLR0913
+        self,
+        app_id: str,  # noqa: ARG002 - kept for isolation per app
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int | None = None,
+        retain: bool | None = None,
+        timeout: float | None = None,
+    ) -> Published:
+        """Publish now, or queue durably when that cannot be done.
+
+        ``qos`` and ``retain`` default to the entry's options; a queued message whose
+        QoS was only the default goes at QoS 1.
+        """
+        retain = self.default_retain if retain is None else retain
+        result = await self._outbox.publish(
+            topic,
+            payload,
+            self.default_qos if qos is None else qos,
+            retain=retain,
+            timeout=timeout or ACK_TIMEOUT,
+            qos_explicit=qos is not None,
         )
-        raise BrokerNotLoadedError(msg)
-    return entry
+        return Published(
+            topic, result.id, result.queued, result.qos, retain, result.mid
+        )
+
+    # -- subscriptions --------------------------------------------------------------
+
+    async def async_subscribe(
+        self,
+        app_id: str,
+        topic_filter: str,
+        *,
+        qos: int | None = None,
+        sensor: SensorOptions | None = None,
+        timeout: float | None = None,
+    ) -> Subscribed:
+        """Subscribe an app; the broker hears of it when the filter is new or higher QoS.
+
+        ``sensor`` replaces the filter's sensor options when given.
+        """
+        validate_filter(topic_filter)
+        qos = self.default_qos if qos is None else qos
+        async with self._lock:
+            existing = self._registry.subscriptions.get(topic_filter)
+            if existing is None or qos > existing.qos:
+                await self._connection.subscribe(
+                    topic_filter, qos, timeout=timeout or ACK_TIMEOUT
+                )
+            subscription = self._registry.add_app(app_id, topic_filter, qos, sensor)
+        self._subscription_changes.notify((subscription, True))
+        return Subscribed(topic_filter, qos, new_at_broker=existing is None)
+
+    async def async_unsubscribe(
+        self, app_id: str, topic_filter: str, *, timeout: float | None = None
+    ) -> bool:
+        """Remove an app; return True when the filter was unsubscribed at the broker."""
+        validate_filter(topic_filter)
+        async with self._lock:
+            subscription = self._registry.require(app_id, topic_filter)
+            if subscription.apps == {app_id}:
+                await self._connection.unsubscribe(
+                    topic_filter, timeout=timeout or ACK_TIMEOUT
+                )
+            self._registry.remove_app(app_id, topic_filter)
+        self._subscription_changes.notify((subscription, False))
+        return topic_filter not in self._registry.subscriptions
+
+    def latest(self, app_id: str, topic: str) -> LatestData | None:
+        """Return the newest data on ``topic`` for a subscribed app (None before any).
+
+        ``topic`` may be a concrete topic under any filter the app subscribed to, or
+        one of its filters itself: then the newest message on any matching topic.
+        """
+        if is_wildcard(topic):
+            validate_filter(topic)
+            if app_id not in getattr(self.subscriptions.get(topic), "apps", ()):
+                raise NotSubscribedError(_not_subscribed(topic))
+            return self._registry.latest_for_filter(topic)
+        validate_topic(topic)
+        if not any(app_id in sub.apps for sub in self._registry.matching(topic)):
+            raise NotSubscribedError(_not_subscribed(topic))
+        return self._registry.latest(topic)
+
+    def filters_matching(self, topic: str) -> list[Subscription]:
+        """Return the subscriptions whose filter matches a concrete topic."""
+        return list(self._registry.matching(topic))
+
+    # -- listeners ------------------------------------------------------------------
+
+    @callback
+    def add_message_listener(
+        self, listener: Callable[[LatestData], None]
+    ) -> CALLBACK_TYPE:
+        """Call ``listener`` for every message; return a function that stops it."""
+        return self._messages.add(listener)
+
+    @callback
+    def add_subscription_listener(
+        self, listener: SubscriptionListener
+    ) -> CALLBACK_TYPE:
+        """Call ``listener(subscription, added)`` on subscription changes."""
+        return self._subscription_changes.add(lambda change: listener(*change))
+
+    @callback
+    def add_connection_listener(
+        self, listener: Callable[[bool], None]
+    ) -> CALLBACK_TYPE:
+        """Call ``listener(connected)`` when the link goes up or down."""
+        return self._connection.add_connection_listener(listener)
+
+    @callback
+    def add_outbox_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
+        """Call ``listener()`` when the outbox counts change (at most once a second)."""
+        return async_dispatcher_connect(
+            self._hass, signal_outbox(self.entry_id), listener
+        )
+
+    @callback
+    def _on_message(self, message: ReceivedMessage) -> None:
+        """Record a message from the broker and tell the listeners."""
+        self._messages.notify(self._registry.record(message, dt_util.utcnow()))
 
 
-# Every REST request names its broker; parsing the same few strings again is waste.
-_parse_cached = lru_cache(maxsize=256)(parse_broker_url)
-
-
-def _is_bare_host(text: str) -> bool:
-    """Return True for ``host`` or ``[v6]`` without scheme or port."""
-    text = text.strip()
-    if "://" in text:
-        return False
-    if text.startswith("["):
-        return text.endswith("]")
-    return text.count(":") != 1
+def _not_subscribed(topic: str) -> str:
+    return f"the app is not subscribed to a filter matching {topic}"

@@ -36,7 +36,6 @@ from homeassistant.helpers.selector import (
 )
 import voluptuous as vol
 
-from .broker import async_probe_broker, broker_config, form_error
 from .client import (
     CertificateError,
     CloudSyncError,
@@ -81,6 +80,8 @@ from .const import (
     DOMAIN,
     LOGGER,
 )
+from .entry_data import broker_config
+from .probe import async_probe_broker, form_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

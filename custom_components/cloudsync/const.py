@@ -50,11 +50,6 @@ CONNECT_TIMEOUT: Final = 10.0
 ACK_TIMEOUT: Final = 10.0
 
 
-def signal_connection(entry_id: str) -> str:
-    """Return the dispatcher signal fired when a broker connects or disconnects."""
-    return f"{DOMAIN}_{entry_id}_connection"
-
-
 def signal_outbox(entry_id: str) -> str:
     """Return the dispatcher signal fired when a broker's outbox counts change."""
     return f"{DOMAIN}_{entry_id}_outbox"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
@@ -20,24 +19,10 @@ async def async_get_config_entry_diagnostics(
     entry: CloudSyncConfigEntry,
 ) -> dict[str, Any]:
     """Return the entry's configuration and connection state."""
-    connection = entry.runtime_data.connection
-    outbox = entry.runtime_data.outbox
     return {
         "entry": {
             "data": async_redact_data(dict(entry.data), TO_REDACT),
             "options": dict(entry.options),
         },
-        "connection": {
-            "url": str(entry.runtime_data.url),
-            "client_id": connection.client_id,
-            "connected": connection.connected,
-            "last_error": connection.last_error,
-            "subscriptions": len(connection.subscriptions),
-            "pending_acks": connection.pending_acks,
-        },
-        "outbox": {
-            "path": str(outbox.path),
-            "limits": asdict(outbox.limits),
-            "stats": asdict(outbox.stats),
-        },
+        **entry.runtime_data.diagnostics(),
     }

@@ -15,7 +15,8 @@ def async_setup_events(
     hass: HomeAssistant, entry: CloudSyncConfigEntry
 ) -> CALLBACK_TYPE:
     """Fire an event per received message; return the function that stops it."""
-    broker = str(entry.runtime_data.url)
+    broker = entry.runtime_data
+    url = str(broker.url)
 
     @callback
     def _fire(data: LatestData) -> None:
@@ -24,7 +25,7 @@ def async_setup_events(
             EVENT_MESSAGE_RECEIVED,
             {
                 "entry_id": entry.entry_id,
-                "broker": broker,
+                "broker": url,
                 "topic": data.topic,
                 "payload": payload,
                 "encoding": encoding,
@@ -33,4 +34,4 @@ def async_setup_events(
             },
         )
 
-    return entry.runtime_data.registry.add_message_listener(_fire)
+    return broker.add_message_listener(_fire)

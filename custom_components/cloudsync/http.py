@@ -10,54 +10,37 @@ from __future__ import annotations
 
 import functools
 from http import HTTPStatus
-from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any, Concatenate, Final
 
-from aiohttp import hdrs, web
-from homeassistant.components.http.auth import async_user_not_allowed_do_auth
+from aiohttp import web
 from homeassistant.components.http.ban import process_wrong_login
-from homeassistant.components.http.const import KEY_HASS_REFRESH_TOKEN_ID, KEY_HASS_USER
 from homeassistant.const import CONTENT_TYPE_JSON
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.http import KEY_AUTHENTICATED, KEY_HASS, HomeAssistantView
+from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
 from homeassistant.helpers.json import json_bytes
 from homeassistant.util.json import json_loads
 import voluptuous as vol
 
-from .broker import (
+from .const import ACK_TIMEOUT
+from .errors import (
+    HANDLED,
     AmbiguousBrokerError,
-    BrokerNotLoadedError,
+    InvalidJsonError,
+    InvalidPathError,
+    RequestTooLargeError,
     UnknownBrokerError,
-    resolve_broker,
+    error_code,
+    error_kind,
 )
-from .client import (
-    BrokerRefusedError,
-    BrokerTimeoutError,
-    CloudSyncError,
-    InvalidTopicError,
-    NotConnectedError,
-    OutboxError,
-    OutboxFullError,
-    PayloadTooLargeError,
-    SubscriptionRefusedError,
-    validate_filter,
-)
-from .const import (
-    ACK_TIMEOUT,
-    CONF_ALLOW_LOCAL_UNAUTHENTICATED,
-    CONF_QOS,
-    CONF_RETAIN,
-    DEFAULT_QOS,
-    DEFAULT_RETAIN,
-    DOMAIN,
-)
-from .payload import ENCODING_UTF8, ENCODINGS, decode_payload, encode_payload
-from .registry import LatestData, NotSubscribedError
+from .http_auth import async_authenticate
+from .lookup import broker_by_url
+from .payload import ENCODING_UTF8, ENCODINGS, decode_payload
+from .registry import latest_reply
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
 
-    from .models import CloudSyncConfigEntry
+    from .broker import CloudSyncBroker
 
 BASE_URL: Final = "/api/v1/orchestration/cloudsyncmgr"
 MAX_TIMEOUT: Final = 60.0
@@ -66,39 +49,6 @@ GET_FORMS: Final = (
     f"{BASE_URL}/getsubscribedata/<topic>/<appid> or "
     f"{BASE_URL}/getsubscribedata/<host>/<topic>/<appid>, "
     "with each / inside a topic sent as %2F"
-)
-
-
-class RequestError(Exception):
-    """A request the API answers with a client error."""
-
-    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
-        """Store the status and the error code next to the message."""
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-# Checked in order: the first class an error is an instance of decides.
-_ERRORS: Final[tuple[tuple[type[Exception], HTTPStatus, str], ...]] = (
-    (InvalidTopicError, HTTPStatus.BAD_REQUEST, "invalid_topic"),
-    (vol.Invalid, HTTPStatus.BAD_REQUEST, "invalid_request"),
-    (UnknownBrokerError, HTTPStatus.NOT_FOUND, "unknown_broker"),
-    (NotSubscribedError, HTTPStatus.NOT_FOUND, "not_subscribed"),
-    (AmbiguousBrokerError, HTTPStatus.CONFLICT, "ambiguous_broker"),
-    (BrokerNotLoadedError, HTTPStatus.SERVICE_UNAVAILABLE, "broker_not_loaded"),
-    (NotConnectedError, HTTPStatus.SERVICE_UNAVAILABLE, "not_connected"),
-    (PayloadTooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large"),
-    (SubscriptionRefusedError, HTTPStatus.FORBIDDEN, "subscription_refused"),
-    (BrokerRefusedError, HTTPStatus.FORBIDDEN, "broker_refused"),
-    (BrokerTimeoutError, HTTPStatus.GATEWAY_TIMEOUT, "timeout"),
-    (OutboxFullError, HTTPStatus.INSUFFICIENT_STORAGE, "outbox_full"),
-    (OutboxError, HTTPStatus.INTERNAL_SERVER_ERROR, "outbox_error"),
-    (CloudSyncError, HTTPStatus.BAD_GATEWAY, "broker_error"),
-)
-_HANDLED: Final[tuple[type[Exception], ...]] = (
-    RequestError,
-    *(kind for kind, _, _ in _ERRORS),
 )
 
 
@@ -156,60 +106,6 @@ SUBSCRIBE_SCHEMA: Final = vol.Schema(
 UNSUBSCRIBE_SCHEMA: Final = vol.Schema(_BASE, extra=vol.REMOVE_EXTRA)
 
 
-def _local_unauthenticated_allowed(hass: HomeAssistant) -> bool:
-    """Return True when an enabled entry allows token-less calls from loopback."""
-    return any(
-        entry.options.get(CONF_ALLOW_LOCAL_UNAUTHENTICATED, False)
-        for entry in hass.config_entries.async_entries(
-            DOMAIN, include_ignore=False, include_disabled=False
-        )
-    )
-
-
-def _is_loopback(remote: str | None) -> bool:
-    """Return True for a loopback peer (HA has already applied trusted proxies)."""
-    try:
-        return remote is not None and ip_address(remote).is_loopback
-    except ValueError:
-        return False
-
-
-@callback
-def async_authenticate(hass: HomeAssistant, request: web.Request) -> None:
-    """Accept HA's own auth, the seed's raw token, or (opt-in) a loopback caller."""
-    if request.get(KEY_AUTHENTICATED):
-        return
-    if header := request.headers.get(hdrs.AUTHORIZATION, "").strip():
-        scheme, _, rest = header.partition(" ")
-        token = rest.strip() if scheme.lower() == "bearer" else header
-        refresh_token = hass.auth.async_validate_access_token(token)
-        if refresh_token is None or async_user_not_allowed_do_auth(
-            hass, refresh_token.user, request
-        ):
-            raise RequestError(
-                HTTPStatus.UNAUTHORIZED, "unauthorized", "the access token is not valid"
-            )
-        request[KEY_HASS_USER] = refresh_token.user
-        request[KEY_HASS_REFRESH_TOKEN_ID] = refresh_token.id
-        return
-    if _local_unauthenticated_allowed(hass) and _is_loopback(request.remote):
-        return
-    raise RequestError(
-        HTTPStatus.UNAUTHORIZED,
-        "unauthorized",
-        "send a long-lived access token in the Authorization header",
-    )
-
-
-def _error(err: Exception) -> tuple[HTTPStatus, str]:
-    """Return the status and error code of a handled exception."""
-    if isinstance(err, RequestError):
-        return err.status, err.code
-    return next(
-        (status, code) for kind, status, code in _ERRORS if isinstance(err, kind)
-    )
-
-
 type _Reply = dict[str, Any] | tuple[dict[str, Any], HTTPStatus]
 
 
@@ -231,11 +127,13 @@ def _api[V: HomeAssistantView, **P](
             if isinstance(reply, tuple):
                 return _json_response(*reply)
             return _json_response(reply)
-        except _HANDLED as err:
-            status, code = _error(err)
+        except HANDLED as err:
+            status = error_kind(err).status
             if status is HTTPStatus.UNAUTHORIZED:
                 await process_wrong_login(request)  # HA's failed-login log and IP ban
-            return _json_response({"Message": str(err), "error": code}, status)
+            return _json_response(
+                {"Message": str(err), "error": error_code(err)}, status
+            )
 
     return handler
 
@@ -261,59 +159,31 @@ async def _async_body(request: web.Request, schema: vol.Schema) -> dict[str, Any
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as err:
-        raise RequestError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            "request_too_large",
-            err.text or err.reason,
-        ) from err
+        raise RequestTooLargeError(err.text or err.reason) from err
     try:
         data = json_loads(raw)
     except ValueError as err:
-        raise RequestError(
-            HTTPStatus.BAD_REQUEST, "invalid_json", f"the body is not valid JSON: {err}"
-        ) from err
+        msg = f"the body is not valid JSON: {err}"
+        raise InvalidJsonError(msg) from err
     if not isinstance(data, dict):
-        raise RequestError(
-            HTTPStatus.BAD_REQUEST, "invalid_json", "the body must be a JSON object"
-        )
+        msg = "the body must be a JSON object"
+        raise InvalidJsonError(msg)
     result: dict[str, Any] = schema(data)
     return result
 
 
-def _payload_bytes(text: str, encoding: str) -> bytes:
-    """Return the bytes to publish."""
-    try:
-        return decode_payload(text, encoding)
-    except ValueError as err:
-        raise RequestError(HTTPStatus.BAD_REQUEST, "invalid_payload", str(err)) from err
-
-
-def _data_reply(
-    entry: CloudSyncConfigEntry, topic: str, data: LatestData | None
-) -> dict[str, Any]:
+def _data_reply(broker: CloudSyncBroker, topic: str, data: Any) -> dict[str, Any]:
     """Return the GET reply: the payload as text, or base64 when it is not UTF-8."""
-    broker = str(entry.runtime_data.url)
-    if data is None:
-        empty = dict.fromkeys(("received", "qos", "retained", "encoding"))
-        return {"Message": "", "broker": broker, "topic": topic, **empty}
-    text, encoding = encode_payload(data.payload)
-    return {
-        "Message": text,
-        "broker": broker,
-        "topic": data.topic,
-        "received": data.received.isoformat(),
-        "qos": data.qos,
-        "retained": data.retain,
-        "encoding": encoding,
-    }
+    reply = latest_reply(topic, data)
+    return {"Message": reply.pop("payload") or "", "broker": str(broker.url), **reply}
 
 
 async def _async_request(
     request: web.Request, schema: vol.Schema
-) -> tuple[dict[str, Any], CloudSyncConfigEntry]:
-    """Return the validated body and the loaded entry its ``url`` names."""
+) -> tuple[dict[str, Any], CloudSyncBroker]:
+    """Return the validated body and the loaded broker its ``url`` names."""
     body = await _async_body(request, schema)
-    return body, resolve_broker(request.app[KEY_HASS], body["url"])
+    return body, broker_by_url(request.app[KEY_HASS], body["url"])
 
 
 class CloudSyncView(HomeAssistantView):
@@ -331,37 +201,32 @@ class PublishView(CloudSyncView):
     @_api
     async def post(self, request: web.Request) -> _Reply:
         """Answer 200 once the broker acknowledged it, or 202 once it is queued."""
-        body, entry = await _async_request(request, PUBLISH_SCHEMA)
-        payload = _payload_bytes(body["payload"], body["encoding"])
-        qos = body.get("qos", entry.options.get(CONF_QOS, DEFAULT_QOS))
-        retain = body.get("retain", entry.options.get(CONF_RETAIN, DEFAULT_RETAIN))
-        result = await entry.runtime_data.registry.async_publish(
+        body, broker = await _async_request(request, PUBLISH_SCHEMA)
+        published = await broker.async_publish(
             body["appid"],
             body["topic"],
-            payload,
-            qos,
-            retain=retain,
+            decode_payload(body["payload"], body["encoding"]),
+            qos=body.get("qos"),
+            retain=body.get("retain"),
             timeout=body["timeout"],
-            qos_explicit="qos" in body,
         )
-        broker = str(entry.runtime_data.url)
+        url = str(broker.url)
         reply = {
-            "broker": broker,
-            "topic": body["topic"],
-            "qos": result.qos,
-            "retain": retain,
-            "queued": result.queued,
-            "id": result.id,
+            "broker": url,
+            "topic": published.topic,
+            "qos": published.qos,
+            "retain": published.retain,
+            "queued": published.queued,
+            "id": published.id,
         }
-        if result.queued:
-            return {
-                "Message": f"Data queued for Cloud {broker}",
-                **reply,
-            }, HTTPStatus.ACCEPTED
+        if published.queued:
+            return {"Message": f"Data queued for Cloud {url}", **reply}, (
+                HTTPStatus.ACCEPTED
+            )
         return {
-            "Message": f"Data published successfully to Cloud {broker}",
+            "Message": f"Data published successfully to Cloud {url}",
             **reply,
-            "mid": result.mid,
+            "mid": published.mid,
         }
 
 
@@ -374,18 +239,16 @@ class SubscribeView(CloudSyncView):
     @_api
     async def post(self, request: web.Request) -> dict[str, Any]:
         """Subscribe at the broker (when the filter is new) and remember the app."""
-        body, entry = await _async_request(request, SUBSCRIBE_SCHEMA)
-        topic = body["topic"]
-        qos = body.get("qos", entry.options.get(CONF_QOS, DEFAULT_QOS))
-        new = await entry.runtime_data.registry.async_subscribe(
-            body["appid"], topic, qos
+        body, broker = await _async_request(request, SUBSCRIBE_SCHEMA)
+        subscribed = await broker.async_subscribe(
+            body["appid"], body["topic"], qos=body.get("qos")
         )
         return {
-            "Message": f"Successfully subscribed to the topic {topic}",
-            "broker": str(entry.runtime_data.url),
-            "topic": topic,
-            "qos": qos,
-            "new_at_broker": new,
+            "Message": f"Successfully subscribed to the topic {subscribed.topic_filter}",
+            "broker": str(broker.url),
+            "topic": subscribed.topic_filter,
+            "qos": subscribed.qos,
+            "new_at_broker": subscribed.new_at_broker,
         }
 
 
@@ -398,13 +261,12 @@ class UnsubscribeView(CloudSyncView):
     @_api
     async def post(self, request: web.Request) -> dict[str, Any]:
         """Forget the app; the last app leaving unsubscribes at the broker."""
-        body, entry = await _async_request(request, UNSUBSCRIBE_SCHEMA)
+        body, broker = await _async_request(request, UNSUBSCRIBE_SCHEMA)
         topic = body["topic"]
-        validate_filter(topic)
-        gone = await entry.runtime_data.registry.async_unsubscribe(body["appid"], topic)
+        gone = await broker.async_unsubscribe(body["appid"], topic)
         return {
             "Message": f"Successfully unsubscribed from the topic {topic}",
-            "broker": str(entry.runtime_data.url),
+            "broker": str(broker.url),
             "topic": topic,
             "unsubscribed_at_broker": gone,
         }
@@ -422,9 +284,8 @@ class SubscribeDataView(CloudSyncView):
         self, request: web.Request, topic: str, appid: str, host: str | None = None
     ) -> dict[str, Any]:
         """Answer the newest payload on the topic for a subscribed app."""
-        hass = request.app[KEY_HASS]
         try:
-            entry: CloudSyncConfigEntry = resolve_broker(hass, host)
+            broker = broker_by_url(request.app[KEY_HASS], host)
         except AmbiguousBrokerError as err:
             if host is not None:
                 raise
@@ -435,8 +296,7 @@ class SubscribeDataView(CloudSyncView):
                 raise
             msg = f"{err} (send each / inside a topic as %2F)"
             raise UnknownBrokerError(msg) from err
-        data = entry.runtime_data.registry.get(appid, topic)
-        return _data_reply(entry, topic, data)
+        return _data_reply(broker, topic, broker.latest(appid, topic))
 
 
 class SubscribeDataPathView(CloudSyncView):
@@ -448,7 +308,8 @@ class SubscribeDataPathView(CloudSyncView):
     @_api
     async def get(self, request: web.Request, path: str) -> dict[str, Any]:  # noqa: ARG002
         """Reject the path."""
-        raise RequestError(HTTPStatus.BAD_REQUEST, "invalid_path", f"use {GET_FORMS}")
+        msg = f"use {GET_FORMS}"
+        raise InvalidPathError(msg)
 
 
 @callback

@@ -1,25 +1,9 @@
-"""Runtime data kept on each cloudsync config entry."""
+"""The runtime data kept on each cloudsync config entry: its broker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.helpers.device_registry import DeviceInfo
 
-from .client import BrokerConnection, BrokerUrl, Outbox
-from .registry import SubscriptionRegistry
+from .broker import CloudSyncBroker
 
-
-@dataclass(slots=True)
-class CloudSyncData:
-    """What a loaded broker entry owns."""
-
-    connection: BrokerConnection
-    url: BrokerUrl
-    registry: SubscriptionRegistry
-    outbox: Outbox
-    device_info: DeviceInfo
-
-
-type CloudSyncConfigEntry = ConfigEntry[CloudSyncData]
+type CloudSyncConfigEntry = ConfigEntry[CloudSyncBroker]

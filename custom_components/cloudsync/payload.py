@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+from .errors import InvalidPayloadError
+
 ENCODING_UTF8 = "utf-8"
 ENCODING_BASE64 = "base64"
 ENCODINGS = (ENCODING_UTF8, ENCODING_BASE64)
@@ -28,10 +30,6 @@ def encode_payload(payload: bytes) -> tuple[str, str]:
         return base64.b64encode(payload).decode("ascii"), ENCODING_BASE64
 
 
-class PayloadEncodingError(ValueError):
-    """A payload's text does not decode with the encoding it names."""
-
-
 def decode_payload(text: str, encoding: str) -> bytes:
     """Return the bytes a payload's text stands for; base64 may be wrapped in lines."""
     try:
@@ -41,9 +39,9 @@ def decode_payload(text: str, encoding: str) -> bytes:
             return base64.b64decode("".join(text.split()), validate=True)
     except ValueError as err:  # binascii.Error, UnicodeError, non-ASCII base64
         msg = f"payload is not valid {encoding}: {err}"
-        raise PayloadEncodingError(msg) from err
+        raise InvalidPayloadError(msg) from err
     msg = f"unknown encoding {encoding!r}: use {' or '.join(ENCODINGS)}"
-    raise PayloadEncodingError(msg)
+    raise InvalidPayloadError(msg)
 
 
 def describe_binary(payload: bytes) -> dict[str, str]:

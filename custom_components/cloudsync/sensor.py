@@ -21,7 +21,6 @@ from homeassistant.const import EntityCategory, UnitOfTime
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import TemplateError
 from homeassistant.helpers import entity_registry as er
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.template import Template
@@ -34,8 +33,6 @@ from .const import (
     DEFAULT_STATE_INTERVAL,
     DEFAULT_TOPIC_SENSORS,
     LOGGER,
-    signal_connection,
-    signal_outbox,
 )
 from .entity import CloudSyncEntity
 from .models import CloudSyncConfigEntry
@@ -117,14 +114,12 @@ class OutboxSensor(CloudSyncEntity, SensorEntity):
     @property
     def native_value(self) -> int:
         """Return the current count."""
-        return self.entity_description.value_fn(self.entry.runtime_data.outbox.stats)
+        return self.entity_description.value_fn(self.entry.runtime_data.outbox_stats)
 
     async def async_added_to_hass(self) -> None:
         """Write the state when the outbox changes."""
         self.async_on_remove(
-            async_dispatcher_connect(
-                self.hass, signal_outbox(self.entry.entry_id), self.async_write_ha_state
-            )
+            self.entry.runtime_data.add_outbox_listener(self.async_write_ha_state)
         )
 
 
@@ -160,18 +155,18 @@ class TopicSensors:
         """Bind to the entry's registry."""
         self._hass = hass
         self._entry = entry
-        self._registry = entry.runtime_data.registry
+        self._broker = entry.runtime_data
         self._add_entities = async_add_entities
         self._sensors: dict[str, TopicSensor] = {}
 
     @callback
     def async_start(self) -> None:
         """Add sensors for the restored subscriptions and start listening."""
-        self._add([*self._registry.subscriptions.values()])
+        self._add([*self._broker.subscriptions.values()])
         self._entry.async_on_unload(
-            self._registry.add_subscription_listener(self._subscription_changed)
+            self._broker.add_subscription_listener(self._subscription_changed)
         )
-        self._entry.async_on_unload(self._registry.add_message_listener(self._message))
+        self._entry.async_on_unload(self._broker.add_message_listener(self._message))
 
     @callback
     def _add(self, subscriptions: list[Subscription]) -> None:
@@ -188,7 +183,7 @@ class TopicSensors:
             self._add([subscription])
         elif (
             sensor is not None
-            and subscription.topic_filter in self._registry.subscriptions
+            and subscription.topic_filter in self._broker.subscriptions
         ):
             sensor.subscription_updated()
         elif sensor is not None:
@@ -197,7 +192,7 @@ class TopicSensors:
 
     @callback
     def _message(self, data: LatestData) -> None:
-        for subscription in self._registry.filters_matching(data.topic):
+        for subscription in self._broker.filters_matching(data.topic):
             if (sensor := self._sensors.get(subscription.topic_filter)) is not None:
                 sensor.handle_message(data)
 
@@ -231,7 +226,7 @@ class TopicSensor(CloudSyncEntity, RestoreSensor):
     @property
     def available(self) -> bool:
         """Return False while the broker is disconnected."""
-        return self.entry.runtime_data.connection.connected
+        return self.entry.runtime_data.connected
 
     async def async_added_to_hass(self) -> None:
         """Restore the last state and follow the broker connection."""
@@ -243,11 +238,7 @@ class TopicSensor(CloudSyncEntity, RestoreSensor):
             self._attr_extra_state_attributes = last.attributes
         self._attr_extra_state_attributes["apps"] = sorted(self.subscription.apps)
         self.async_on_remove(
-            async_dispatcher_connect(
-                self.hass,
-                signal_connection(self.entry.entry_id),
-                self._connection_changed,
-            )
+            self.entry.runtime_data.add_connection_listener(self._connection_changed)
         )
         self.async_on_remove(self._cancel_pending)
 

@@ -14,40 +14,17 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 import voluptuous as vol
 
-from .broker import BrokerNotLoadedError, loaded
-from .client import (
-    BrokerTimeoutError,
-    CloudSyncError,
-    InvalidTopicError,
-    NotConnectedError,
-    OutboxError,
-    OutboxFullError,
-    PayloadTooLargeError,
-    SubscriptionRefusedError,
-)
-from .const import (
-    ACK_TIMEOUT,
-    CONF_QOS,
-    CONF_RETAIN,
-    DEFAULT_QOS,
-    DEFAULT_RETAIN,
-    DOMAIN,
-)
-from .payload import (
-    ENCODING_BASE64,
-    ENCODING_UTF8,
-    PayloadEncodingError,
-    decode_payload,
-    encode_payload,
-)
-from .registry import LatestData, NotSubscribedError, SensorOptions
+from .const import DOMAIN
+from .errors import HANDLED, as_ha_error
+from .lookup import broker_by_entry_id
+from .payload import ENCODING_BASE64, ENCODING_UTF8, decode_payload
+from .registry import SensorOptions, latest_reply
 
 if TYPE_CHECKING:
-    from .models import CloudSyncConfigEntry
+    from .broker import CloudSyncBroker
 
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
 ATTR_TOPIC: Final = "topic"
@@ -101,133 +78,68 @@ SUBSCRIBE_ACTION_SCHEMA = SUBSCRIBE_SCHEMA.extend(
 )
 
 
-class _EntryNotFoundError(LookupError):
-    """No config entry has the requested ID."""
-
-
-class _ForeignEntryError(LookupError):
-    """The config entry belongs to another integration."""
-
-
-# Checked along the error's MRO, so a subclass listed here wins over CloudSyncError.
-_ERRORS: Final[dict[type[Exception], tuple[type[HomeAssistantError], str]]] = {
-    _EntryNotFoundError: (ServiceValidationError, "entry_not_found"),
-    _ForeignEntryError: (ServiceValidationError, "entry_not_cloudsync"),
-    BrokerNotLoadedError: (ServiceValidationError, "entry_not_loaded"),
-    InvalidTopicError: (ServiceValidationError, "invalid_topic"),
-    NotSubscribedError: (ServiceValidationError, "not_subscribed"),
-    PayloadEncodingError: (ServiceValidationError, "invalid_payload"),
-    OutboxFullError: (ServiceValidationError, "outbox_full"),
-    OutboxError: (HomeAssistantError, "outbox_error"),
-    NotConnectedError: (HomeAssistantError, "not_connected"),
-    BrokerTimeoutError: (HomeAssistantError, "broker_timeout"),
-    PayloadTooLargeError: (HomeAssistantError, "payload_too_large"),
-    SubscriptionRefusedError: (HomeAssistantError, "subscription_refused"),
-    CloudSyncError: (HomeAssistantError, "broker_error"),
-}
 _PLACEHOLDER_FIELDS = (ATTR_CONFIG_ENTRY_ID, ATTR_TOPIC, ATTR_APP_ID, ATTR_ENCODING)
 
 type _Handler = Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]]
 
 
 def _translate_errors(handler: _Handler) -> _Handler:
-    """Turn registry and broker errors into translated Home Assistant errors."""
+    """Turn every known error into a translated Home Assistant error."""
 
     @wraps(handler)
     async def wrapper(call: ServiceCall) -> ServiceResponse:
         try:
             return await handler(call)
-        except tuple(_ERRORS) as err:
-            error_class, key = next(
-                _ERRORS[cls] for cls in type(err).__mro__ if cls in _ERRORS
-            )
+        except HANDLED as err:
             placeholders = {
                 field: str(call.data[field])
                 for field in _PLACEHOLDER_FIELDS
                 if field in call.data
             }
-            raise error_class(
-                translation_domain=DOMAIN,
-                translation_key=key,
-                translation_placeholders={**placeholders, "error": str(err)},
-            ) from err
+            raise as_ha_error(err, placeholders) from err
 
     return wrapper
 
 
-def _async_get_entry(call: ServiceCall) -> CloudSyncConfigEntry:
-    """Return the loaded broker entry the call names."""
-    entry_id = call.data[ATTR_CONFIG_ENTRY_ID]
-    if (entry := call.hass.config_entries.async_get_entry(entry_id)) is None:
-        raise _EntryNotFoundError(entry_id)
-    if entry.domain != DOMAIN:
-        msg = f"it belongs to the {entry.domain} integration"
-        raise _ForeignEntryError(msg)
-    return loaded(entry)
-
-
-def _data_response(topic: str, data: LatestData | None) -> dict[str, Any]:
-    """Describe the latest data; payloads that are not UTF-8 come back base64."""
-    if data is None:
-        return dict.fromkeys(
-            ("payload", "encoding", "received", "qos", "retained"), None
-        ) | {"topic": topic}
-    payload, encoding = encode_payload(data.payload)
-    return {
-        "topic": data.topic,
-        "payload": payload,
-        "encoding": encoding,
-        "received": data.received.isoformat(),
-        "qos": data.qos,
-        "retained": data.retain,
-    }
+def _broker(call: ServiceCall) -> CloudSyncBroker:
+    """Return the loaded broker the call names."""
+    return broker_by_entry_id(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
 
 
 @_translate_errors
 async def _async_publish(call: ServiceCall) -> ServiceResponse:
     """Publish a message (or queue it) and say which when asked."""
-    entry = _async_get_entry(call)
-    topic = call.data[ATTR_TOPIC]
-    qos = call.data.get(ATTR_QOS, int(entry.options.get(CONF_QOS, DEFAULT_QOS)))
-    retain = call.data.get(
-        ATTR_RETAIN, bool(entry.options.get(CONF_RETAIN, DEFAULT_RETAIN))
-    )
-    payload = decode_payload(call.data[ATTR_PAYLOAD], call.data[ATTR_ENCODING])
-    result = await entry.runtime_data.registry.async_publish(
+    published = await _broker(call).async_publish(
         call.data[ATTR_APP_ID],
-        topic,
-        payload,
-        qos,
-        retain=retain,
-        timeout=ACK_TIMEOUT,
-        qos_explicit=ATTR_QOS in call.data,
+        call.data[ATTR_TOPIC],
+        decode_payload(call.data[ATTR_PAYLOAD], call.data[ATTR_ENCODING]),
+        qos=call.data.get(ATTR_QOS),
+        retain=call.data.get(ATTR_RETAIN),
     )
     if not call.return_response:
         return None
     return {
-        "queued": result.queued,
-        "id": result.id,
-        "mid": result.mid,
-        "topic": topic,
-        "qos": result.qos,
-        "retain": retain,
+        "queued": published.queued,
+        "id": published.id,
+        "mid": published.mid,
+        "topic": published.topic,
+        "qos": published.qos,
+        "retain": published.retain,
     }
 
 
 @_translate_errors
 async def _async_subscribe(call: ServiceCall) -> ServiceResponse:
     """Subscribe an app to a topic filter."""
-    entry = _async_get_entry(call)
-    qos = call.data.get(ATTR_QOS, int(entry.options.get(CONF_QOS, DEFAULT_QOS)))
     sensor = SensorOptions(
         call.data.get(ATTR_VALUE_TEMPLATE),
         call.data.get(ATTR_UNIT_OF_MEASUREMENT),
         call.data.get(ATTR_DEVICE_CLASS),
     )
-    await entry.runtime_data.registry.async_subscribe(
+    await _broker(call).async_subscribe(
         call.data[ATTR_APP_ID],
         call.data[ATTR_TOPIC],
-        qos,
+        qos=call.data.get(ATTR_QOS),
         sensor=sensor if sensor != SensorOptions() else None,
     )
     return None
@@ -236,21 +148,15 @@ async def _async_subscribe(call: ServiceCall) -> ServiceResponse:
 @_translate_errors
 async def _async_unsubscribe(call: ServiceCall) -> ServiceResponse:
     """Unsubscribe an app from a topic filter."""
-    entry = _async_get_entry(call)
-    await entry.runtime_data.registry.async_unsubscribe(
-        call.data[ATTR_APP_ID], call.data[ATTR_TOPIC]
-    )
+    await _broker(call).async_unsubscribe(call.data[ATTR_APP_ID], call.data[ATTR_TOPIC])
     return None
 
 
 @_translate_errors
 async def _async_get_data(call: ServiceCall) -> ServiceResponse:
     """Return the latest data on a topic (or filter) the app subscribed to."""
-    entry = _async_get_entry(call)
     topic = call.data[ATTR_TOPIC]
-    return _data_response(
-        topic, entry.runtime_data.registry.get(call.data[ATTR_APP_ID], topic)
-    )
+    return latest_reply(topic, _broker(call).latest(call.data[ATTR_APP_ID], topic))
 
 
 @callback

@@ -63,9 +63,8 @@ class Recorder:
 
     def connection(self, config: BrokerConfig, **kwargs: Any) -> BrokerConnection:
         """Return a connection wired to this recorder."""
-        return BrokerConnection(
-            config,
-            on_message=self.on_message,
-            on_connection_change=self.on_state,
-            **kwargs,
+        connection = BrokerConnection(
+            config, on_connection_change=self.on_state, **kwargs
         )
+        connection.add_message_listener(self.on_message)
+        return connection

@@ -19,7 +19,8 @@ from custom_components.cloudsync.client import (
     PayloadTooLargeError,
     Protocol,
     SubscriptionRefusedError,
-    connection as connection_module,
+    bridge as bridge_module,
+    paho_compat,
 )
 from tests.mosquitto import (
     BrokerFactory,
@@ -396,7 +397,8 @@ async def test_listener_error_does_not_break_connection(
             msg = "listener failed"
             raise RuntimeError(msg)
 
-    connection = BrokerConnection(config_for(plain_broker), on_message=listener)
+    connection = BrokerConnection(config_for(plain_broker))
+    connection.add_message_listener(listener)
     await connection.connect()
     try:
         await connection.subscribe("listener/#", qos=1)
@@ -419,16 +421,24 @@ def test_unique_client_ids() -> None:
     assert BrokerConnection(replace(config, client_id="mine")).client_id == "mine"
 
 
+@pytest.mark.parametrize("reader", ["private", "public"])
 @pytest.mark.parametrize("kind", ["plain", "tls"])
 async def test_burst_arrives_complete_and_in_order(
-    broker_factory: BrokerFactory, pki: Pki, kind: str, monkeypatch: pytest.MonkeyPatch
+    broker_factory: BrokerFactory,
+    pki: Pki,
+    kind: str,
+    reader: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A 3,000-message burst (TLS records batch many packets) arrives whole and in order.
 
     A small per-turn read bound makes the reader stop with data left, in the kernel
     (plain) or decrypted in the SSL object (TLS), where only a scheduled read finds it.
+    ``public`` reads through paho's public ``loop_read``, the fallback for a paho
+    without the private ``_packet_read``.
     """
-    monkeypatch.setattr(connection_module, "MAX_PACKETS_PER_READ", 3)
+    monkeypatch.setattr(bridge_module, "MAX_PACKETS_PER_READ", 3)
+    monkeypatch.setattr(paho_compat, "USE_PRIVATE_READER", reader == "private")
     broker = broker_factory(kind, extra_config=["max_queued_messages 0"])
     recorder = Recorder()
     connection = recorder.connection(config_for(broker, pki))
@@ -454,3 +464,20 @@ async def test_burst_arrives_complete_and_in_order(
     finally:
         await connection.disconnect()
     assert got == [f"{i:05d}".encode() for i in range(3000)]
+
+
+def test_private_reader_detection() -> None:
+    """The private read path is used only when paho still has both private calls."""
+
+    class WithoutPacketRead:
+        def _loop_rc_handle(self, rc):
+            return rc
+
+    class WithBoth(WithoutPacketRead):
+        def _packet_read(self):
+            return 0
+
+    assert paho_compat.has_private_reader()  # the pinned paho 2.1
+    assert paho_compat.has_private_reader(WithBoth)
+    assert not paho_compat.has_private_reader(WithoutPacketRead)
+    assert not paho_compat.has_private_reader(object)

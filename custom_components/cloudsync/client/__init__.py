@@ -8,7 +8,12 @@ from .config import (
     Protocol,
     parse_broker_url,
 )
-from .connection import BrokerConnection, ReceivedMessage
+from .connection import (
+    BrokerConnection,
+    ConnectionListener,
+    MessageListener,
+    ReceivedMessage,
+)
 from .errors import (
     BrokerAuthError,
     BrokerRefusedError,
@@ -34,8 +39,15 @@ from .outbox_store import (
     QueuedMessage,
     remove_files,
 )
+from .runtime import Listeners, new_client_id
 from .tls import build_ssl_context, certificate_to_pem, private_key_to_pem
-from .topics import is_wildcard, validate_filter, validate_topic
+from .topics import (
+    FilterTrie,
+    is_wildcard,
+    topic_matches,
+    validate_filter,
+    validate_topic,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -50,9 +62,13 @@ __all__ = [
     "BrokerUrl",
     "CertificateError",
     "CloudSyncError",
+    "ConnectionListener",
     "DropReason",
     "DroppedMessage",
+    "FilterTrie",
     "InvalidTopicError",
+    "Listeners",
+    "MessageListener",
     "NotConnectedError",
     "Outbox",
     "OutboxClosedError",
@@ -70,9 +86,11 @@ __all__ = [
     "build_ssl_context",
     "certificate_to_pem",
     "is_wildcard",
+    "new_client_id",
     "parse_broker_url",
     "private_key_to_pem",
     "remove_files",
+    "topic_matches",
     "validate_filter",
     "validate_topic",
 ]

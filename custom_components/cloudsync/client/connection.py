@@ -1,11 +1,10 @@
 """One MQTT broker connection, driven from the asyncio event loop.
 
 paho-mqtt is driven directly, the way Home Assistant's own MQTT client does it: the blocking
-DNS/TCP/TLS connect runs in an executor the caller gives, then the socket is watched with
-``add_reader``/``add_writer`` and a 1 s timer runs ``loop_misc``. No paho thread is started.
-aiomqtt was not used: it connects in the loop's default executor instead of the injected one,
-reads one packet per readiness event (TLS records already buffered in the SSL object then wait
-for the next packet), and has no reconnect or resubscribe of its own.
+DNS/TCP/TLS connect runs in an executor the caller gives, then ``SocketBridge`` watches the
+socket from the loop. No paho thread is started. aiomqtt was not used: it connects in the
+loop's default executor instead of the injected one, reads one packet per readiness event,
+and has no reconnect or resubscribe of its own.
 
 Each connection attempt gets a fresh paho client, so nothing from a lost session is resent
 behind the caller's back: a publish waiting for its ack when the link drops fails with
@@ -15,51 +14,55 @@ behind the caller's back: a publish waiting for its ack when the link drops fail
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 import logging
-import random
 import socket
 import ssl
-import threading
 from types import MappingProxyType
-from typing import Any, TypeVar
-import uuid
+from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from .config import BrokerConfig, Protocol
+from .acks import AckTracker
+from .bridge import SocketBridge
+from .config import BrokerConfig
 from .errors import (
-    BrokerAuthError,
-    BrokerRefusedError,
     BrokerTimeoutError,
-    BrokerTLSError,
-    BrokerUnreachableError,
     CloudSyncError,
     NotConnectedError,
     PayloadTooLargeError,
     SubscriptionRefusedError,
 )
+from .paho_client import (
+    blocking_connect,
+    check_rc,
+    connack_error,
+    connect_error,
+    create_client,
+    handshake_error,
+)
+from .reconnect import Reconnector
+from .resubscribe import Resubscription
+from .runtime import (
+    Executor,
+    Listeners,
+    TaskFactory,
+    default_executor,
+    default_task_factory,
+    new_client_id,
+)
 from .tls import build_ssl_context
 from .topics import validate_filter, validate_topic
 
 _LOGGER = logging.getLogger(__name__)
-_T = TypeVar("_T")
-
-type Executor = Callable[..., Awaitable[Any]]
-type TaskFactory = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
 
 MAX_PACKET_SIZE = 268_435_455
-RESUBSCRIBE_BATCH = 100
-MISC_INTERVAL = 1.0
-MAX_PACKETS_PER_READ = 500
-# CONNACK codes (v3 return codes mapped by paho, and v5 reason codes) meaning bad credentials.
-# 0x85 client id not valid, 0x86 bad user name or password, 0x87 not authorized,
-# 0x8A banned, 0x8C bad authentication method (paho maps MQTT 3.1.1 codes onto these).
-_AUTH_REASONS = {0x85, 0x86, 0x87, 0x8A, 0x8C}
+
+type MessageListener = Callable[[ReceivedMessage], None]
+type ConnectionListener = Callable[[bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,18 +75,6 @@ class ReceivedMessage:
     retain: bool
 
 
-def _default_executor(func: Callable[..., _T], *args: Any) -> Awaitable[_T]:
-    """Run a blocking call in the loop's default executor."""
-    return asyncio.get_running_loop().run_in_executor(None, func, *args)
-
-
-def _default_task_factory(
-    coro: Coroutine[Any, Any, None], name: str
-) -> asyncio.Task[None]:
-    """Start a task on the running loop."""
-    return asyncio.get_running_loop().create_task(coro, name=name)
-
-
 class BrokerConnection:
     """A long-lived connection to one broker that reconnects and resubscribes by itself."""
 
@@ -94,42 +85,41 @@ class BrokerConnection:
         executor: Executor | None = None,
         create_task: TaskFactory | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        on_message: Callable[[ReceivedMessage], None] | None = None,
-        on_connection_change: Callable[[bool], None] | None = None,
+        on_connection_change: ConnectionListener | None = None,
         connect_timeout: float = 10.0,
         backoff_min: float = 1.0,
         backoff_max: float = 60.0,
     ) -> None:
         """Prepare the connection; nothing touches the network until connect()."""
         self.config = config
-        self.client_id = config.client_id or f"cloudsync-{uuid.uuid4().hex[:12]}"
-        self._executor: Executor = executor or _default_executor
-        self._create_task: TaskFactory = create_task or _default_task_factory
+        self.client_id = config.client_id or new_client_id()
+        self._executor: Executor = executor or default_executor
         self._ssl_context = ssl_context
-        self.on_message = on_message
-        self._connection_listeners: list[Callable[[bool], None]] = (
-            [on_connection_change] if on_connection_change is not None else []
+        self._message_listeners = Listeners[ReceivedMessage](
+            f"messages from {config.url}"
         )
+        self._connection_listeners = Listeners[bool](f"the link to {config.url}")
+        if on_connection_change is not None:
+            self._connection_listeners.add(on_connection_change)
         self._connect_timeout = connect_timeout
-        self._backoff_min = backoff_min
-        self._backoff_max = backoff_max
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
         self._mqttc: mqtt.Client | None = None
-        self._fd: int | None = None
-        self._misc_timer: asyncio.TimerHandle | None = None
-        self._reconnect_task: asyncio.Task[None] | None = None
+        self._bridge: SocketBridge | None = None
+        self._reconnector = Reconnector(
+            self._attempt,
+            create_task or default_task_factory,
+            str(config.url),
+            (backoff_min, backoff_max),
+        )
         self._ready: asyncio.Future[None] | None = None
         self._connected = False
-        self._read_pending = False
         self._reported = False
         self._closing = False
-        self._auto_reconnect = False
         self._max_packet = MAX_PACKET_SIZE
         self._subscriptions: dict[str, int] = {}
-        self._resubscribe_mids: dict[int, list[str]] = {}
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._connect_log: list[str] = []
+        self._resubscription = Resubscription(str(config.url))
+        self._acks = AckTracker(str(config.url))
+        self._connect_log: list[str] | None = None
         self.last_error: str | None = None
 
     @property
@@ -145,14 +135,20 @@ class BrokerConnection:
     @property
     def pending_acks(self) -> int:
         """Return how many publishes and (un)subscribes wait for the broker."""
-        return len(self._pending)
+        return len(self._acks)
 
     def add_connection_listener(
-        self, listener: Callable[[bool], None]
+        self, listener: ConnectionListener
     ) -> Callable[[], None]:
         """Call ``listener(connected)`` on every change; return a function that stops it."""
-        self._connection_listeners.append(listener)
-        return lambda: self._connection_listeners.remove(listener)
+        return self._connection_listeners.add(listener)
+
+    def add_message_listener(self, listener: MessageListener) -> Callable[[], None]:
+        """Call ``listener(message)`` for every message; return a function that stops it.
+
+        A listener that raises is logged and does not affect the others or the link.
+        """
+        return self._message_listeners.add(listener)
 
     def track(self, topic_filter: str, qos: int = 0) -> None:
         """Track a filter without sending anything; it is subscribed on the next CONNACK."""
@@ -162,17 +158,16 @@ class BrokerConnection:
     async def connect(self) -> None:
         """Connect once, raising a typed error; once connected, reconnect forever."""
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._closing = False
         if self._ssl_context is None and self.config.tls:
             self._ssl_context = await self._executor(build_ssl_context, self.config)
         await self._attempt()
-        self._auto_reconnect = True
+        self._reconnector.enabled = True
 
     def start_reconnecting(self) -> None:
         """Keep trying in the background after connect() failed (e.g. broker down)."""
-        self._auto_reconnect = True
-        self._start_reconnect()
+        self._reconnector.enabled = True
+        self._reconnector.start()
 
     def reconnect(self, reason: str) -> None:
         """Drop a link that stopped answering and connect again."""
@@ -180,16 +175,12 @@ class BrokerConnection:
             return
         _LOGGER.warning("Reconnecting to %s: %s", self.config.url, reason)
         self._teardown(reason)
-        self._start_reconnect()
+        self._reconnector.start()
 
     async def disconnect(self) -> None:
         """Close the connection and stop reconnecting; safe to call twice."""
         self._closing = True
-        self._auto_reconnect = False
-        if (task := self._reconnect_task) is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            self._reconnect_task = None
+        await self._reconnector.stop()
         if (mqttc := self._mqttc) is not None and self._connected:
             mqttc.disconnect()
             mqttc.loop_write()
@@ -206,17 +197,8 @@ class BrokerConnection:
     ) -> int:
         """Publish and wait for PUBACK/PUBCOMP (QoS 1/2) or the write (QoS 0)."""
         mid, future = self._send_publish(topic, payload, qos, retain=retain)
-        if future is None:
-            return mid
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError as err:
-            msg = f"{self.config.url} did not acknowledge the publish to {topic} within {timeout:g} s"
-            raise BrokerTimeoutError(msg) from err
-        finally:
-            if self._pending.get(mid) is future:
-                del self._pending[mid]
+        if future is not None:
+            await self._acks.wait(mid, future, timeout, f"publish to {topic}")
         return mid
 
     def publish_nowait(
@@ -244,12 +226,10 @@ class BrokerConnection:
             raise PayloadTooLargeError(msg)
         mqttc = self._require_connected()
         info = mqttc.publish(topic, payload, qos, retain)
-        self._check_rc(info.rc, "publish")
+        check_rc(info.rc, "publish", self.config)
         if info.is_published():
             return info.mid, None
-        assert self._loop is not None  # noqa: S101
-        future = self._pending[info.mid] = self._loop.create_future()
-        return info.mid, future
+        return info.mid, self._expect(info.mid)
 
     async def subscribe(
         self, topic_filter: str, qos: int = 0, *, timeout: float = 10.0
@@ -258,9 +238,11 @@ class BrokerConnection:
         validate_filter(topic_filter)
         mqttc = self._require_connected()
         rc, mid = mqttc.subscribe(topic_filter, qos)
-        mid = self._check_rc(rc, "subscribe", mid)
+        mid = check_rc(rc, "subscribe", self.config, mid)
         reason: ReasonCode = (
-            await self._wait(mid, timeout, f"subscribe to {topic_filter}")
+            await self._acks.wait(
+                mid, self._expect(mid), timeout, f"subscribe to {topic_filter}"
+            )
         )[0]
         if reason.is_failure:
             msg = f"broker refused the subscription to {topic_filter}: {reason}"
@@ -274,8 +256,10 @@ class BrokerConnection:
         if not self._connected or self._mqttc is None:
             return
         rc, mid = self._mqttc.unsubscribe(topic_filter)
-        mid = self._check_rc(rc, "unsubscribe", mid)
-        await self._wait(mid, timeout, f"unsubscribe from {topic_filter}")
+        mid = check_rc(rc, "unsubscribe", self.config, mid)
+        await self._acks.wait(
+            mid, self._expect(mid), timeout, f"unsubscribe from {topic_filter}"
+        )
 
     # -- connecting -------------------------------------------------------------
 
@@ -285,14 +269,11 @@ class BrokerConnection:
         mqttc = self._new_client()
         self._mqttc = mqttc
         self._ready = ready = self._loop.create_future()
-        self._connect_log.clear()
+        self._connect_log = []
         try:
-            await self._executor(self._blocking_connect, mqttc)
-        except (ssl.SSLError, ssl.CertificateError) as err:
-            raise self._fail(BrokerTLSError(f"TLS handshake failed: {err}")) from err
-        except OSError as err:
-            msg = f"cannot reach {self.config.url}: {err.strerror or err}"
-            raise self._fail(BrokerUnreachableError(msg)) from err
+            await self._executor(blocking_connect, mqttc, self.config)
+        except OSError as err:  # ssl.SSLError and CertificateError are OSErrors too
+            raise self._fail(connect_error(self.config, err)) from err
         if self._closing or mqttc is not self._mqttc:
             self._close_socket(mqttc)
             msg = "connection closed while connecting"
@@ -309,7 +290,7 @@ class BrokerConnection:
             self._teardown(str(err))
             raise self._fail(err) from None
         finally:
-            mqttc.on_log = None
+            self._connect_log = None
 
     def _fail(self, err: CloudSyncError) -> CloudSyncError:
         """Remember an attempt's error for diagnostics and return it."""
@@ -318,19 +299,9 @@ class BrokerConnection:
 
     def _new_client(self) -> mqtt.Client:
         """Create a paho client for one attempt with our callbacks."""
-        v5 = self.config.protocol is Protocol.MQTTV5
-        mqttc = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if v5 else True,
+        mqttc = create_client(
+            self.config, self.client_id, self._ssl_context, self._connect_timeout
         )
-        mqttc.connect_timeout = self._connect_timeout
-        mqttc.max_inflight_messages_set(65535)
-        if self.config.username:
-            mqttc.username_pw_set(self.config.username, self.config.password)
-        if self.config.tls:
-            mqttc.tls_set_context(self._ssl_context)
         mqttc.on_log = self._on_log
         mqttc.on_connect = self._on_connect
         mqttc.on_message = self._on_paho_message
@@ -338,14 +309,6 @@ class BrokerConnection:
         mqttc.on_subscribe = self._on_suback
         mqttc.on_unsubscribe = self._on_ack
         return mqttc
-
-    def _blocking_connect(self, mqttc: mqtt.Client) -> None:
-        """Resolve, connect, do the TLS handshake and send CONNECT (runs in the executor)."""
-        mqttc.connect(self.config.host, self.config.port, self.config.keepalive)
-        sock = mqttc.socket()
-        if isinstance(sock, socket.socket):
-            # paho leaves Nagle on, which delays small publishes by tens of ms.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _watch_socket(self, mqttc: mqtt.Client) -> None:
         """Hand the connected socket to the event loop."""
@@ -358,107 +321,8 @@ class BrokerConnection:
             )
         # Set only now: paho would call it from the executor thread during connect().
         mqttc.on_disconnect = self._on_disconnect
-        self._fd = sock.fileno()
-        self._loop.add_reader(self._fd, self._on_readable, mqttc)
-        mqttc.on_socket_register_write = self._on_register_write
-        mqttc.on_socket_unregister_write = self._on_unregister_write
-        mqttc.on_socket_close = self._on_socket_close
-        if mqttc.want_write():
-            self._loop.add_writer(self._fd, self._on_writable, mqttc)
-        self._schedule_misc(mqttc)
-
-    def _schedule_misc(self, mqttc: mqtt.Client) -> None:
-        """Run paho's keepalive bookkeeping every second."""
-        assert self._loop is not None  # noqa: S101
-        self._misc_timer = self._loop.call_later(MISC_INTERVAL, self._on_misc, mqttc)
-
-    def _on_misc(self, mqttc: mqtt.Client) -> None:
-        """Send PINGREQ when due and drop a connection whose PINGRESP is overdue."""
-        self._misc_timer = None
-        if mqttc is self._mqttc and mqttc.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._schedule_misc(mqttc)
-
-    def _on_readable(self, mqttc: mqtt.Client) -> None:
-        """Read every packet that arrived, up to a bound, then yield to the loop.
-
-        paho's public ``loop_read`` handles one packet per call when nothing is in
-        flight, which makes a burst cost one event-loop turn per message (brokers drop
-        messages for clients that lag) and leaves TLS records buffered in the SSL object
-        unread. paho's own loop calls ``_packet_read`` until it reports no more data;
-        so does this (paho is pinned below 3).
-        """
-        for _ in range(MAX_PACKETS_PER_READ):
-            rc = mqttc._packet_read()  # noqa: SLF001
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-                break
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                mqttc._loop_rc_handle(rc)  # noqa: SLF001
-                return
-            if mqttc.socket() is None:
-                return
-        else:
-            self._read_buffered_later(mqttc)
-        if mqttc.want_write():
-            # Send the PUBACKs now: the broker's in-flight window waits for them.
-            mqttc.loop_write()
-
-    def _read_buffered_later(self, mqttc: mqtt.Client) -> None:
-        """Come back next turn for TLS data the selector cannot see.
-
-        A plain socket with unread data stays readable, so the selector calls again;
-        decrypted bytes left in the SSL object do not, so schedule one read for them,
-        and never more than one (a pile of pending reads would starve the loop).
-        """
-        sock = mqttc.socket()
-        if (
-            self._read_pending
-            or self._loop is None
-            or mqttc is not self._mqttc
-            or not isinstance(sock, ssl.SSLSocket)
-            or not sock.pending()
-        ):
-            return
-        self._read_pending = True
-        self._loop.call_soon(self._read_buffered, mqttc)
-
-    def _read_buffered(self, mqttc: mqtt.Client) -> None:
-        """Run the scheduled read of buffered TLS data."""
-        self._read_pending = False
-        if mqttc is self._mqttc:
-            self._on_readable(mqttc)
-
-    def _on_writable(self, mqttc: mqtt.Client) -> None:
-        """Write queued packets."""
-        mqttc.loop_write()
-
-    def _on_register_write(
-        self, mqttc: mqtt.Client, _userdata: Any, _sock: Any
-    ) -> None:
-        """Watch the socket for writability while paho has data queued."""
-        if self._loop is not None and self._fd is not None and mqttc is self._mqttc:
-            self._loop.add_writer(self._fd, self._on_writable, mqttc)
-
-    def _on_unregister_write(
-        self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any
-    ) -> None:
-        """Stop watching for writability."""
-        if self._loop is not None and self._fd is not None:
-            self._loop.remove_writer(self._fd)
-
-    def _on_socket_close(self, mqttc: mqtt.Client, _userdata: Any, _sock: Any) -> None:
-        """Forget the socket paho is closing (always called on the loop thread)."""
-        if mqttc is self._mqttc:
-            self._unwatch()
-
-    def _unwatch(self) -> None:
-        """Remove the socket from the loop and stop the misc timer."""
-        if self._loop is not None and self._fd is not None:
-            self._loop.remove_reader(self._fd)
-            self._loop.remove_writer(self._fd)
-        self._fd = None
-        if self._misc_timer is not None:
-            self._misc_timer.cancel()
-            self._misc_timer = None
+        self._bridge = SocketBridge(self._loop, mqttc)
+        self._bridge.start(sock)
 
     def _close_socket(self, mqttc: mqtt.Client) -> None:
         """Close a client's socket without paho's callbacks."""
@@ -468,11 +332,14 @@ class BrokerConnection:
 
     def _teardown(self, reason: str) -> None:
         """Drop the current client, its socket and everything waiting on it."""
-        self._unwatch()
+        if (bridge := self._bridge) is not None:
+            self._bridge = None
+            bridge.stop()
         if (mqttc := self._mqttc) is not None:
             self._mqttc = None
             self._close_socket(mqttc)
-        self._fail_pending(
+        self._resubscription.cancel()
+        self._acks.fail_all(
             NotConnectedError(f"connection to {self.config.url} {reason}")
         )
         self._set_connected(connected=False)
@@ -482,9 +349,15 @@ class BrokerConnection:
     def _on_log(
         self, _mqttc: mqtt.Client, _userdata: Any, level: int, buf: str
     ) -> None:
-        """Keep paho's errors while connecting to explain a dropped handshake."""
-        if level == mqtt.MQTT_LOG_ERR:
-            self._connect_log.append(buf)
+        """Keep paho's errors while connecting; log the exceptions it suppressed."""
+        if level != mqtt.MQTT_LOG_ERR:
+            return
+        if (log := self._connect_log) is not None:
+            log.append(buf)  # explains a dropped handshake
+        elif buf.startswith("Caught exception"):
+            _LOGGER.error("%s: %s", self.config.url, buf)
+        else:
+            _LOGGER.debug("%s: %s", self.config.url, buf)
 
     def _on_connect(
         self,
@@ -498,28 +371,12 @@ class BrokerConnection:
         if mqttc is not self._mqttc:
             return
         if reason.is_failure:
-            error_cls = (
-                BrokerAuthError if reason.value in _AUTH_REASONS else BrokerRefusedError
-            )
-            self._resolve_ready(
-                error_cls(f"{self.config.url} refused the connection: {reason}")
-            )
+            self._resolve_ready(connack_error(self.config, reason))
             return
         self._connected = True
         limit = getattr(properties, "MaximumPacketSize", None)
         self._max_packet = int(limit) if limit else MAX_PACKET_SIZE
-        self._resubscribe(mqttc)
-
-    def _resubscribe(self, mqttc: mqtt.Client) -> None:
-        """Send SUBSCRIBE for all tracked filters, in batches."""
-        self._resubscribe_mids.clear()
-        items = list(self._subscriptions.items())
-        for start in range(0, len(items), RESUBSCRIBE_BATCH):
-            batch = items[start : start + RESUBSCRIBE_BATCH]
-            rc, mid = mqttc.subscribe(batch)
-            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-                self._resubscribe_mids[mid] = [flt for flt, _qos in batch]
-        if not self._resubscribe_mids:
+        if self._resubscription.start(mqttc, self._subscriptions):
             self._became_ready()
 
     def _became_ready(self) -> None:
@@ -553,35 +410,20 @@ class BrokerConnection:
         self._teardown(f"lost ({reason})")
         if was_connected and not self._closing:
             _LOGGER.warning("Lost connection to %s: %s", self.config.url, reason)
-            self._start_reconnect()
+            self._reconnector.start()
 
     def _handshake_error(self, reason: ReasonCode | str) -> CloudSyncError:
         """Explain a connection that closed before CONNACK."""
-        detail = "; ".join(self._connect_log) or str(reason)
-        if self.config.tls:
-            # A TLS broker that drops the session before CONNACK has, in practice, rejected
-            # the client certificate (TLS 1.3 reports that only after the handshake).
-            hint = (
-                ""
-                if self.config.client_cert
-                else " (does it require a client certificate?)"
-            )
-            msg = f"{self.config.url} closed the TLS session before CONNACK{hint}: {detail}"
-            return BrokerTLSError(msg)
-        return BrokerRefusedError(f"{self.config.url} closed the connection: {detail}")
+        detail = "; ".join(self._connect_log or ()) or str(reason)
+        return handshake_error(self.config, detail)
 
     def _on_paho_message(
         self, _mqttc: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage
     ) -> None:
-        """Pass a delivered message to the listener; a listener error never kills the link."""
-        if self.on_message is None:
-            return
-        try:
-            self.on_message(
-                ReceivedMessage(msg.topic, msg.payload, msg.qos, msg.retain)
-            )
-        except Exception:
-            _LOGGER.exception("Error handling a message from %s", self.config.url)
+        """Pass a delivered message to the listeners; one that raises is logged."""
+        self._message_listeners.notify(
+            ReceivedMessage(msg.topic, msg.payload, msg.qos, msg.retain)
+        )
 
     def _on_ack(
         self,
@@ -592,13 +434,7 @@ class BrokerConnection:
         _properties: Properties | None,
     ) -> None:
         """Resolve the future waiting for a PUBACK/PUBCOMP/UNSUBACK (or a QoS 0 write)."""
-        if (future := self._pending.pop(mid, None)) is None or future.done():
-            return
-        first = reason[0] if isinstance(reason, list) and reason else reason
-        if isinstance(first, ReasonCode) and first.is_failure:
-            future.set_exception(BrokerRefusedError(f"the broker refused it: {first}"))
-        else:
-            future.set_result(reason)
+        self._acks.resolve(mid, reason)
 
     def _on_suback(
         self,
@@ -609,21 +445,12 @@ class BrokerConnection:
         _properties: Properties | None,
     ) -> None:
         """Resolve a subscribe, or account for one batch of the resubscription."""
-        if (filters := self._resubscribe_mids.pop(mid, None)) is None:
-            if (
-                future := self._pending.pop(mid, None)
-            ) is not None and not future.done():
+        if not self._resubscription.owns(mid):
+            # A SUBACK's failure codes are the caller's to judge, not an error here.
+            if (future := self._acks.pop(mid)) is not None and not future.done():
                 future.set_result(reasons)
             return
-        for topic_filter, reason in zip(filters, reasons, strict=False):
-            if reason.is_failure:
-                _LOGGER.warning(
-                    "%s refused the resubscription to %s: %s",
-                    self.config.url,
-                    topic_filter,
-                    reason,
-                )
-        if not self._resubscribe_mids and mqttc is self._mqttc:
+        if self._resubscription.acknowledged(mid, reasons) and mqttc is self._mqttc:
             self._became_ready()
 
     # -- helpers ----------------------------------------------------------------
@@ -637,39 +464,10 @@ class BrokerConnection:
             raise NotConnectedError(msg)
         return self._mqttc
 
-    def _check_rc(self, rc: MQTTErrorCode, action: str, mid: int | None = 0) -> int:
-        """Turn a paho return code into a typed error; return the packet's mid."""
-        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-            return mid
-        if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-            msg = f"cannot {action}: not connected to {self.config.url}"
-            raise NotConnectedError(msg)
-        msg = f"cannot {action}: {mqtt.error_string(rc)}"
-        raise CloudSyncError(msg)
-
-    async def _wait(self, mid: int, timeout: float, what: str) -> Any:
-        """Wait for the broker's answer to packet ``mid``."""
+    def _expect(self, mid: int) -> asyncio.Future[Any]:
+        """Return a future the broker's answer to packet ``mid`` resolves."""
         assert self._loop is not None  # noqa: S101
-        future = self._pending[mid] = self._loop.create_future()
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError as err:
-            msg = (
-                f"{self.config.url} did not acknowledge the {what} within {timeout:g} s"
-            )
-            raise BrokerTimeoutError(msg) from err
-        finally:
-            if self._pending.get(mid) is future:
-                del self._pending[mid]
-
-    def _fail_pending(self, error: CloudSyncError) -> None:
-        """Fail every future waiting for an ack."""
-        pending, self._pending = self._pending, {}
-        self._resubscribe_mids.clear()
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(error)
+        return self._acks.expect(self._loop, mid)
 
     def _set_connected(self, *, connected: bool) -> None:
         """Record the state and tell the listener when it changed."""
@@ -677,37 +475,4 @@ class BrokerConnection:
         self._connected = connected
         self._reported = connected
         if changed:
-            for listener in list(self._connection_listeners):
-                listener(connected)
-
-    def _start_reconnect(self) -> None:
-        """Start the reconnect loop unless closing or already running."""
-        if self._closing or not self._auto_reconnect:
-            return
-        if self._reconnect_task is None or self._reconnect_task.done():
-            self._reconnect_task = self._create_task(
-                self._reconnect_loop(), f"cloudsync reconnect {self.config.url}"
-            )
-
-    async def _reconnect_loop(self) -> None:
-        """Reconnect with exponential backoff and full jitter until it works."""
-        for attempt in _count():
-            delay = min(self._backoff_max, self._backoff_min * 2**attempt)
-            await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311
-            if self._closing:
-                return
-            try:
-                await self._attempt()
-            except CloudSyncError as err:
-                _LOGGER.debug("Reconnect to %s failed: %s", self.config.url, err)
-            else:
-                _LOGGER.info("Reconnected to %s", self.config.url)
-                return
-
-
-def _count() -> Iterable[int]:
-    """Count 0, 1, 2, … capped so the power of two stays small."""
-    attempt = 0
-    while True:
-        yield attempt
-        attempt = min(attempt + 1, 16)
+            self._connection_listeners.notify(connected)

@@ -12,7 +12,7 @@ commits are the OutboxWriter's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 import logging
@@ -21,7 +21,7 @@ import time
 from typing import Any, Final
 import uuid
 
-from .connection import BrokerConnection, TaskFactory
+from .connection import BrokerConnection
 from .errors import (
     BrokerRefusedError,
     BrokerTimeoutError,
@@ -39,6 +39,7 @@ from .outbox_store import (
     QueuedMessage,
 )
 from .outbox_writer import OutboxWriter
+from .runtime import TaskFactory, default_task_factory
 from .topics import validate_topic
 
 _LOGGER = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class Outbox:
         self.path = path
         self.limits = limits or OutboxLimits()
         self._connection = connection
-        self._create_task: TaskFactory = create_task or _task_on_running_loop
+        self._create_task: TaskFactory = create_task or default_task_factory
         self._on_delivered = on_delivered
         self._on_change = on_change
         self._window = window
@@ -422,9 +423,3 @@ class Outbox:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
-
-
-def _task_on_running_loop(
-    coro: Coroutine[Any, Any, None], name: str
-) -> asyncio.Task[None]:
-    return asyncio.get_running_loop().create_task(coro, name=name)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from paho.mqtt.client import topic_matches_sub
+from paho.mqtt.matcher import MQTTMatcher
+
 from .errors import InvalidTopicError
 
 MAX_TOPIC_BYTES = 65535
@@ -49,3 +54,32 @@ def validate_filter(topic_filter: str) -> None:
 def is_wildcard(topic_filter: str) -> bool:
     """Return True when the filter contains + or #."""
     return "+" in topic_filter or "#" in topic_filter
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Return True when a concrete topic matches a filter (MQTT's rules)."""
+    return bool(topic_matches_sub(topic_filter, topic))
+
+
+class FilterTrie[V]:
+    """Topic filters and their values, found by the concrete topics they match.
+
+    A typed face of paho's MQTTMatcher, a trie: matching costs the topic's depth, not
+    the number of filters.
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._matcher = MQTTMatcher()  # type: ignore[no-untyped-call]
+
+    def __setitem__(self, topic_filter: str, value: V) -> None:
+        """Store ``value`` under a filter."""
+        self._matcher[topic_filter] = value
+
+    def __delitem__(self, topic_filter: str) -> None:
+        """Remove a filter."""
+        del self._matcher[topic_filter]  # type: ignore[no-untyped-call]
+
+    def iter_match(self, topic: str) -> Iterator[V]:
+        """Yield the values of the filters that match a concrete topic."""
+        return self._matcher.iter_match(topic)  # type: ignore[no-any-return,no-untyped-call]

@@ -1,0 +1,124 @@
+"""The asyncio side of one paho client's socket: readers, writers and the misc timer.
+
+This is how Home Assistant's own MQTT client drives paho without a paho thread: the
+connected socket is watched with ``add_reader``/``add_writer`` and a 1 s timer runs
+``loop_misc`` (keepalive pings, overdue PINGRESP). One bridge serves one connection
+attempt; stopping it leaves the socket to its owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from .paho_compat import ReadOutcome, read_packets
+
+MISC_INTERVAL = 1.0
+MAX_PACKETS_PER_READ = 500
+
+
+class SocketBridge:
+    """Feeds one paho client from the event loop until stopped."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, mqttc: mqtt.Client) -> None:
+        """Bridge ``mqttc``, whose socket is connected; call start() to begin."""
+        self._loop = loop
+        self._mqttc = mqttc
+        self._fd: int | None = None
+        self._misc_timer: asyncio.TimerHandle | None = None
+        self._read_pending = False
+
+    @property
+    def active(self) -> bool:
+        """Return True while the socket is watched."""
+        return self._fd is not None
+
+    def start(self, sock: socket.socket) -> None:
+        """Watch the socket and start the misc timer."""
+        mqttc = self._mqttc
+        self._fd = sock.fileno()
+        self._loop.add_reader(self._fd, self._on_readable)
+        mqttc.on_socket_register_write = self._on_register_write
+        mqttc.on_socket_unregister_write = self._on_unregister_write
+        mqttc.on_socket_close = self._on_socket_close
+        if mqttc.want_write():
+            self._loop.add_writer(self._fd, self._on_writable)
+        self._schedule_misc()
+
+    def stop(self) -> None:
+        """Stop watching the socket and cancel the timer; safe to call twice."""
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+            self._fd = None
+        if self._misc_timer is not None:
+            self._misc_timer.cancel()
+            self._misc_timer = None
+
+    def _schedule_misc(self) -> None:
+        self._misc_timer = self._loop.call_later(MISC_INTERVAL, self._on_misc)
+
+    def _on_misc(self) -> None:
+        """Send PINGREQ when due; paho drops a connection whose PINGRESP is overdue."""
+        self._misc_timer = None
+        if self.active and self._mqttc.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._schedule_misc()
+
+    def _on_readable(self) -> None:
+        """Read every packet that arrived, up to a bound, then yield to the loop."""
+        outcome = read_packets(self._mqttc, MAX_PACKETS_PER_READ)
+        if outcome is ReadOutcome.CLOSED:
+            return
+        if outcome is ReadOutcome.MORE:
+            self._read_buffered_later()
+        if self._mqttc.want_write():
+            # Send the PUBACKs now: the broker's in-flight window waits for them.
+            self._mqttc.loop_write()
+
+    def _read_buffered_later(self) -> None:
+        """Come back next turn for TLS data the selector cannot see.
+
+        A plain socket with unread data stays readable, so the selector calls again;
+        decrypted bytes left in the SSL object do not, so schedule one read for them,
+        and never more than one (a pile of pending reads would starve the loop).
+        """
+        sock = self._mqttc.socket()
+        if (
+            self._read_pending
+            or not self.active
+            or not isinstance(sock, ssl.SSLSocket)
+            or not sock.pending()
+        ):
+            return
+        self._read_pending = True
+        self._loop.call_soon(self._read_buffered)
+
+    def _read_buffered(self) -> None:
+        self._read_pending = False
+        if self.active:
+            self._on_readable()
+
+    def _on_writable(self) -> None:
+        self._mqttc.loop_write()
+
+    def _on_register_write(
+        self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any
+    ) -> None:
+        """Watch for writability while paho has data queued."""
+        if self._fd is not None:
+            self._loop.add_writer(self._fd, self._on_writable)
+
+    def _on_unregister_write(
+        self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any
+    ) -> None:
+        if self._fd is not None:
+            self._loop.remove_writer(self._fd)
+
+    def _on_socket_close(self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any) -> None:
+        """Paho is closing the socket (always on the loop thread)."""
+        self.stop()

@@ -1,0 +1,97 @@
+"""Creating and connecting paho clients, and reading CONNACK refusals."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from .config import BrokerConfig, Protocol
+from .errors import (
+    BrokerAuthError,
+    BrokerRefusedError,
+    BrokerTLSError,
+    BrokerUnreachableError,
+    CloudSyncError,
+    NotConnectedError,
+)
+
+# CONNACK codes (v3 return codes mapped by paho, and v5 reason codes) meaning bad credentials.
+# 0x85 client id not valid, 0x86 bad user name or password, 0x87 not authorized,
+# 0x8A banned, 0x8C bad authentication method (paho maps MQTT 3.1.1 codes onto these).
+AUTH_REASONS = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
+MAX_INFLIGHT = 65535
+
+
+def create_client(
+    config: BrokerConfig,
+    client_id: str,
+    ssl_context: ssl.SSLContext | None,
+    connect_timeout: float,
+) -> mqtt.Client:
+    """Return a paho client for one connection attempt (callbacks not yet set)."""
+    v5 = config.protocol is Protocol.MQTTV5
+    mqttc = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        clean_session=None if v5 else True,
+    )
+    mqttc.connect_timeout = connect_timeout
+    # A raising callback is reported through on_log instead of escaping through paho.
+    mqttc.suppress_exceptions = True
+    mqttc.max_inflight_messages_set(MAX_INFLIGHT)
+    if config.username:
+        mqttc.username_pw_set(config.username, config.password)
+    if config.tls:
+        mqttc.tls_set_context(ssl_context)
+    return mqttc
+
+
+def blocking_connect(mqttc: mqtt.Client, config: BrokerConfig) -> None:
+    """Resolve, connect, do the TLS handshake and send CONNECT (run in an executor)."""
+    mqttc.connect(config.host, config.port, config.keepalive)
+    sock = mqttc.socket()
+    if isinstance(sock, socket.socket):
+        # paho leaves Nagle on, which delays small publishes by tens of ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def connack_error(config: BrokerConfig, reason: ReasonCode) -> CloudSyncError:
+    """Return the error a refused CONNACK stands for."""
+    error_cls = BrokerAuthError if reason.value in AUTH_REASONS else BrokerRefusedError
+    return error_cls(f"{config.url} refused the connection: {reason}")
+
+
+def handshake_error(config: BrokerConfig, detail: str) -> CloudSyncError:
+    """Explain a connection that closed before CONNACK."""
+    if config.tls:
+        # A TLS broker that drops the session before CONNACK has, in practice, rejected
+        # the client certificate (TLS 1.3 reports that only after the handshake).
+        hint = "" if config.client_cert else " (does it require a client certificate?)"
+        msg = f"{config.url} closed the TLS session before CONNACK{hint}: {detail}"
+        return BrokerTLSError(msg)
+    return BrokerRefusedError(f"{config.url} closed the connection: {detail}")
+
+
+def connect_error(config: BrokerConfig, err: OSError) -> CloudSyncError:
+    """Return the error a failed DNS/TCP/TLS connect stands for."""
+    if isinstance(err, (ssl.SSLError, ssl.CertificateError)):
+        return BrokerTLSError(f"TLS handshake failed: {err}")
+    return BrokerUnreachableError(f"cannot reach {config.url}: {err.strerror or err}")
+
+
+def check_rc(
+    rc: MQTTErrorCode, action: str, config: BrokerConfig, mid: int | None = 0
+) -> int:
+    """Turn a paho return code into a typed error; return the packet's mid."""
+    if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+        return mid
+    if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+        msg = f"cannot {action}: not connected to {config.url}"
+        raise NotConnectedError(msg)
+    msg = f"cannot {action}: {mqtt.error_string(rc)}"
+    raise CloudSyncError(msg)

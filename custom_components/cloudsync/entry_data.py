@@ -1,0 +1,44 @@
+"""The broker configuration a config entry's data and options describe."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
+
+from .client import BrokerConfig, Protocol, parse_broker_url
+from .const import (
+    CONF_CA_CERT,
+    CONF_CLIENT_CERT,
+    CONF_CLIENT_ID,
+    CONF_CLIENT_KEY,
+    CONF_KEEPALIVE,
+    CONF_KEY_PASSWORD,
+    CONF_PROTOCOL,
+    CONF_URL,
+    CONF_VERIFY_HOSTNAME,
+    DEFAULT_KEEPALIVE,
+)
+
+
+def broker_config(
+    data: Mapping[str, Any], options: Mapping[str, Any] | None = None
+) -> BrokerConfig:
+    """Return the BrokerConfig a config entry's data and options describe."""
+    url = parse_broker_url(data[CONF_URL])
+    return BrokerConfig(
+        host=url.host,
+        port=url.port,
+        tls=url.tls,
+        ca_cert=data.get(CONF_CA_CERT) or None,
+        client_cert=data.get(CONF_CLIENT_CERT) or None,
+        client_key=data.get(CONF_CLIENT_KEY) or None,
+        key_password=data.get(CONF_KEY_PASSWORD) or None,
+        verify_hostname=data.get(CONF_VERIFY_HOSTNAME, True),
+        username=data.get(CONF_USERNAME) or None,
+        password=data.get(CONF_PASSWORD) or None,
+        client_id=data.get(CONF_CLIENT_ID, ""),
+        keepalive=(options or {}).get(CONF_KEEPALIVE, DEFAULT_KEEPALIVE),
+        protocol=Protocol(data.get(CONF_PROTOCOL, Protocol.MQTTV311)),
+    )
