@@ -25,7 +25,7 @@ from .entry_data import broker_config
 from .errors import as_setup_error
 from .events import async_setup_events
 from .http import async_register_views
-from .models import CloudSyncConfigEntry
+from .models import CloudSyncConfigEntry, entry_task_factory
 from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
 from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
 from .services import async_setup_services
@@ -65,9 +65,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
     connection = BrokerConnection(
         config,
         executor=hass.async_add_executor_job,
-        create_task=lambda coro, name: entry.async_create_background_task(
-            hass, coro, name
-        ),
+        create_task=entry_task_factory(hass, entry),
         ssl_context=ssl_context,
         connect_timeout=CONNECT_TIMEOUT,
     )

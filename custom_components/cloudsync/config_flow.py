@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import partial
 from typing import TYPE_CHECKING, Any
-import uuid
 
 from homeassistant.components.file_upload import process_uploaded_file
 from homeassistant.config_entries import (
@@ -43,6 +42,7 @@ from .client import (
     Protocol,
     build_ssl_context,
     certificate_to_pem,
+    new_client_id,
     parse_broker_url,
     private_key_to_pem,
 )
@@ -202,7 +202,7 @@ def _connection_data(url: str, user_input: Mapping[str, Any]) -> dict[str, Any]:
     client_id = user_input.get(CONF_CLIENT_ID, "").strip()
     return {
         CONF_URL: url,
-        CONF_CLIENT_ID: client_id or f"cloudsync-{uuid.uuid4().hex[:12]}",
+        CONF_CLIENT_ID: client_id or new_client_id(),
         CONF_PROTOCOL: user_input[CONF_PROTOCOL],
         **_credentials(user_input),
     }

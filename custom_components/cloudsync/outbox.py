@@ -46,7 +46,7 @@ from .const import (
     LOGGER,
     signal_outbox,
 )
-from .models import CloudSyncConfigEntry
+from .models import CloudSyncConfigEntry, entry_task_factory
 
 MIB: Final = 1024 * 1024
 STATS_DELAY: Final = 1.0  # sensor updates are coalesced to one a second
@@ -157,9 +157,7 @@ async def async_open_outbox(
         connection,
         outbox_path(hass, entry.entry_id),
         limits,
-        create_task=lambda coro, name: entry.async_create_background_task(
-            hass, coro, name
-        ),
+        create_task=entry_task_factory(hass, entry),
         on_delivered=_delivered,
         on_dropped=_dropped,
         on_change=notifier.changed,

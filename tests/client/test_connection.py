@@ -386,7 +386,7 @@ async def test_track_subscribes_on_connect(
 
 
 async def test_listener_error_does_not_break_connection(
-    plain_broker: Mosquitto,
+    plain_broker: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An exception in the message listener is logged; the connection keeps working."""
     seen: list[bytes] = []
@@ -411,6 +411,36 @@ async def test_listener_error_does_not_break_connection(
     finally:
         await connection.disconnect()
     assert seen == [b"boom", b"fine"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "listener failed" in str(errors[0].exc_info[1])
+
+
+async def test_paho_callback_error_is_logged_not_raised(
+    plain_broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """paho's suppress_exceptions is on: a callback that raises is logged, not raised."""
+    connection = BrokerConnection(config_for(plain_broker))
+    await connection.connect()
+    try:
+        mqttc = connection._mqttc
+        assert mqttc is not None
+        assert mqttc.suppress_exceptions
+
+        def broken(*_args):
+            msg = "callback failed"
+            raise RuntimeError(msg)
+
+        mqttc.on_message = broken
+        await connection.subscribe("broken/#", qos=1)
+        await mqtt_publish(plain_broker, "broken/a", b"x", qos=1)
+        async with asyncio.timeout(5):
+            while "callback failed" not in caplog.text:
+                await asyncio.sleep(0.02)
+        assert connection.connected
+        assert await connection.publish("broken/b", b"y", qos=1)
+    finally:
+        await connection.disconnect()
 
 
 def test_unique_client_ids() -> None:

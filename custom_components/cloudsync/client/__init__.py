@@ -39,7 +39,7 @@ from .outbox_store import (
     QueuedMessage,
     remove_files,
 )
-from .runtime import Listeners, new_client_id
+from .runtime import Executor, Listeners, TaskFactory, new_client_id
 from .tls import build_ssl_context, certificate_to_pem, private_key_to_pem
 from .topics import (
     FilterTrie,
@@ -65,6 +65,7 @@ __all__ = [
     "ConnectionListener",
     "DropReason",
     "DroppedMessage",
+    "Executor",
     "FilterTrie",
     "InvalidTopicError",
     "Listeners",
@@ -83,6 +84,7 @@ __all__ = [
     "QueuedMessage",
     "ReceivedMessage",
     "SubscriptionRefusedError",
+    "TaskFactory",
     "build_ssl_context",
     "certificate_to_pem",
     "is_wildcard",

@@ -45,18 +45,15 @@ class AckTracker:
             if self._pending.get(mid) is future:
                 del self._pending[mid]
 
-    def resolve(self, mid: int, reason: ReasonCode | list[ReasonCode]) -> bool:
-        """Settle packet ``mid``: a failure reason code fails it; False if unknown."""
-        if (future := self._pending.pop(mid, None)) is None:
-            return False
-        if future.done():
-            return True
+    def resolve(self, mid: int, reason: ReasonCode | list[ReasonCode]) -> None:
+        """Settle packet ``mid``: a failure reason code fails it."""
+        if (future := self._pending.pop(mid, None)) is None or future.done():
+            return
         first = reason[0] if isinstance(reason, list) and reason else reason
         if isinstance(first, ReasonCode) and first.is_failure:
             future.set_exception(BrokerRefusedError(f"the broker refused it: {first}"))
         else:
             future.set_result(reason)
-        return True
 
     def pop(self, mid: int) -> asyncio.Future[Any] | None:
         """Stop tracking packet ``mid`` and return its future (None if unknown)."""

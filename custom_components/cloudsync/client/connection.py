@@ -37,6 +37,7 @@ from .errors import (
     SubscriptionRefusedError,
 )
 from .paho_client import (
+    PahoLog,
     blocking_connect,
     check_rc,
     connack_error,
@@ -119,7 +120,7 @@ class BrokerConnection:
         self._subscriptions: dict[str, int] = {}
         self._resubscription = Resubscription(str(config.url))
         self._acks = AckTracker(str(config.url))
-        self._connect_log: list[str] | None = None
+        self._paho_log = PahoLog(str(config.url))
         self.last_error: str | None = None
 
     @property
@@ -269,7 +270,7 @@ class BrokerConnection:
         mqttc = self._new_client()
         self._mqttc = mqttc
         self._ready = ready = self._loop.create_future()
-        self._connect_log = []
+        self._paho_log.connecting(active=True)
         try:
             await self._executor(blocking_connect, mqttc, self.config)
         except OSError as err:  # ssl.SSLError and CertificateError are OSErrors too
@@ -290,7 +291,7 @@ class BrokerConnection:
             self._teardown(str(err))
             raise self._fail(err) from None
         finally:
-            self._connect_log = None
+            self._paho_log.connecting(active=False)
 
     def _fail(self, err: CloudSyncError) -> CloudSyncError:
         """Remember an attempt's error for diagnostics and return it."""
@@ -302,7 +303,7 @@ class BrokerConnection:
         mqttc = create_client(
             self.config, self.client_id, self._ssl_context, self._connect_timeout
         )
-        mqttc.on_log = self._on_log
+        mqttc.on_log = self._paho_log.on_log
         mqttc.on_connect = self._on_connect
         mqttc.on_message = self._on_paho_message
         mqttc.on_publish = self._on_ack
@@ -344,20 +345,7 @@ class BrokerConnection:
         )
         self._set_connected(connected=False)
 
-    # -- paho callbacks (all on the loop thread except on_log) --------------------
-
-    def _on_log(
-        self, _mqttc: mqtt.Client, _userdata: Any, level: int, buf: str
-    ) -> None:
-        """Keep paho's errors while connecting; log the exceptions it suppressed."""
-        if level != mqtt.MQTT_LOG_ERR:
-            return
-        if (log := self._connect_log) is not None:
-            log.append(buf)  # explains a dropped handshake
-        elif buf.startswith("Caught exception"):
-            _LOGGER.error("%s: %s", self.config.url, buf)
-        else:
-            _LOGGER.debug("%s: %s", self.config.url, buf)
+    # -- paho callbacks (on the loop thread) -------------------------------------
 
     def _on_connect(
         self,
@@ -414,8 +402,7 @@ class BrokerConnection:
 
     def _handshake_error(self, reason: ReasonCode | str) -> CloudSyncError:
         """Explain a connection that closed before CONNACK."""
-        detail = "; ".join(self._connect_log or ()) or str(reason)
-        return handshake_error(self.config, detail)
+        return handshake_error(self.config, self._paho_log.detail(reason))
 
     def _on_paho_message(
         self, _mqttc: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -22,6 +24,8 @@ from .errors import (
 # CONNACK codes (v3 return codes mapped by paho, and v5 reason codes) meaning bad credentials.
 # 0x85 client id not valid, 0x86 bad user name or password, 0x87 not authorized,
 # 0x8A banned, 0x8C bad authentication method (paho maps MQTT 3.1.1 codes onto these).
+_LOGGER = logging.getLogger(__name__)
+
 AUTH_REASONS = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
 MAX_INFLIGHT = 65535
 
@@ -95,3 +99,34 @@ def check_rc(
         raise NotConnectedError(msg)
     msg = f"cannot {action}: {mqtt.error_string(rc)}"
     raise CloudSyncError(msg)
+
+
+class PahoLog:
+    """paho's error lines: kept while connecting (they explain a dropped handshake).
+
+    Afterwards the exceptions paho suppressed in our callbacks are logged as errors.
+    """
+
+    def __init__(self, url: str) -> None:
+        """Log for the broker at ``url``."""
+        self._url = url
+        self._lines: list[str] | None = None
+
+    def connecting(self, *, active: bool) -> None:
+        """Start or stop keeping the lines of a connection attempt."""
+        self._lines = [] if active else None
+
+    def detail(self, reason: object) -> str:
+        """Return the kept lines, or ``reason`` when there are none."""
+        return "; ".join(self._lines or ()) or str(reason)
+
+    def on_log(self, _mqttc: mqtt.Client, _userdata: Any, level: int, buf: str) -> None:
+        """Handle one of paho's log lines (also called from the executor thread)."""
+        if level != mqtt.MQTT_LOG_ERR:
+            return
+        if self._lines is not None:
+            self._lines.append(buf)
+        elif buf.startswith("Caught exception"):
+            _LOGGER.error("%s: %s", self._url, buf)
+        else:
+            _LOGGER.debug("%s: %s", self._url, buf)
