@@ -25,6 +25,7 @@ from .entry_data import broker_config
 from .errors import as_setup_error
 from .events import async_setup_events
 from .http import async_register_views
+from .hub import async_get_hub
 from .models import CloudSyncConfigEntry, entry_task_factory
 from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
 from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
@@ -78,6 +79,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
         outbox,
         SubscriptionRegistry(hass, entry.entry_id),
         broker_device_info(entry, config.url),
+        async_get_hub(hass, entry.entry_id),
     )
 
     async def _async_shutdown(_event: Event | None = None) -> None:

@@ -22,6 +22,7 @@ from .client import (
     BrokerConnection,
     BrokerUrl,
     Listeners,
+    NotConnectedError,
     Outbox,
     OutboxStats,
     ReceivedMessage,
@@ -38,6 +39,7 @@ from .const import (
     signal_outbox,
 )
 from .errors import NotSubscribedError
+from .hub import MessageHub
 from .registry import LatestData, SensorOptions, Subscription, SubscriptionRegistry
 
 type SubscriptionListener = Callable[[Subscription, bool], None]
@@ -76,6 +78,7 @@ class CloudSyncBroker:
         outbox: Outbox,
         registry: SubscriptionRegistry,
         device_info: DeviceInfo,
+        hub: MessageHub,
     ) -> None:
         """Bind the parts; call async_start() before use."""
         self._hass = hass
@@ -87,6 +90,7 @@ class CloudSyncBroker:
         self._connection = connection
         self._outbox = outbox
         self._registry = registry
+        self._hub = hub
         self._lock = asyncio.Lock()
         self._messages = Listeners[LatestData](f"messages from {self.url}")
         self._subscription_changes = Listeners[tuple[Subscription, bool]](
@@ -137,10 +141,16 @@ class CloudSyncBroker:
         """Restore the subscriptions (tracked for the next CONNACK) and listen."""
         for subscription in await self._registry.async_load():
             self._connection.track(subscription.topic_filter, subscription.qos)
+        for topic_filter, qos in self._hub.filters.items():
+            self._connection.track(
+                topic_filter, max(qos, self._tracked_qos(topic_filter))
+            )
+        self._hub.bind(self)
         self._stop_listening = self._connection.add_message_listener(self._on_message)
 
     async def async_close(self) -> None:
         """Stop taking publishes, close the link (in-flight ones get queued), flush."""
+        self._hub.bind(None)
         self._outbox.stop_accepting()
         await self._connection.disconnect()
         await self._outbox.close()
@@ -216,7 +226,7 @@ class CloudSyncBroker:
         validate_filter(topic_filter)
         async with self._lock:
             subscription = self._registry.require(app_id, topic_filter)
-            if subscription.apps == {app_id}:
+            if subscription.apps == {app_id} and topic_filter not in self._hub.filters:
                 await self._connection.unsubscribe(
                     topic_filter, timeout=timeout or ACK_TIMEOUT
                 )
@@ -239,6 +249,26 @@ class CloudSyncBroker:
         if not any(app_id in sub.apps for sub in self._registry.matching(topic)):
             raise NotSubscribedError(_not_subscribed(topic))
         return self._registry.latest(topic)
+
+    async def async_listen(self, topic_filter: str, qos: int) -> None:
+        """Have the broker send a filter an automation listens to (see MessageHub)."""
+        async with self._lock:
+            if qos <= self._tracked_qos(topic_filter):
+                return
+            try:
+                await self._connection.subscribe(topic_filter, qos, timeout=ACK_TIMEOUT)
+            except NotConnectedError:
+                self._connection.track(topic_filter, qos)  # sent on the next CONNACK
+
+    async def async_stop_listening(self, topic_filter: str) -> None:
+        """Unsubscribe a filter no automation listens to any more, unless an app does."""
+        async with self._lock:
+            if topic_filter not in self._registry.subscriptions:
+                await self._connection.unsubscribe(topic_filter, timeout=ACK_TIMEOUT)
+
+    def _tracked_qos(self, topic_filter: str) -> int:
+        """Return the QoS the broker sends a filter at (-1 when it is not subscribed)."""
+        return self._connection.subscriptions.get(topic_filter, -1)
 
     def filters_matching(self, topic: str) -> list[Subscription]:
         """Return the subscriptions whose filter matches a concrete topic."""
@@ -276,8 +306,19 @@ class CloudSyncBroker:
 
     @callback
     def _on_message(self, message: ReceivedMessage) -> None:
-        """Record a message from the broker and tell the listeners."""
-        self._messages.notify(self._registry.record(message, dt_util.utcnow()))
+        """Record a message on an app's filter, tell the listeners and the hub."""
+        data = LatestData(
+            message.topic,
+            message.payload,
+            dt_util.utcnow(),
+            message.qos,
+            message.retain,
+        )
+        if self._registry.covers(data.topic):
+            self._registry.record(data)
+            self._messages.notify(data)
+        if self._hub.active:
+            self._hub.dispatch(data)
 
 
 def _not_subscribed(topic: str) -> str:

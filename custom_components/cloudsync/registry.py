@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
 
-from .client import FilterTrie, ReceivedMessage, topic_matches
+from .client import FilterTrie, topic_matches
 from .const import DOMAIN
 from .errors import NotSubscribedError
 from .payload import encode_payload
@@ -138,13 +138,13 @@ class SubscriptionRegistry:
         """Yield the subscriptions whose filter matches a concrete topic."""
         return self._trie.iter_match(topic)
 
-    def record(self, message: ReceivedMessage, received: datetime) -> LatestData:
-        """Keep a message as its topic's latest data and return it."""
-        data = LatestData(
-            message.topic, message.payload, received, message.qos, message.retain
-        )
-        self._latest[message.topic] = data
-        return data
+    def covers(self, topic: str) -> bool:
+        """Return True when some subscribed filter matches a concrete topic."""
+        return next(self._trie.iter_match(topic), None) is not None
+
+    def record(self, data: LatestData) -> None:
+        """Keep a message as its topic's latest data."""
+        self._latest[data.topic] = data
 
     def latest(self, topic: str) -> LatestData | None:
         """Return the newest data on a concrete topic."""

@@ -108,6 +108,20 @@ class TopicSensor(CloudSyncEntity, RestoreSensor):
     """The latest payload on one subscribed filter; state writes are coalesced."""
 
     _attr_translation_key = "topic"
+    # They change with every message: the recorder would store a new attributes row
+    # for each state write.
+    _unrecorded_attributes = frozenset(
+        {
+            "topic",
+            "received",
+            "qos",
+            "retained",
+            "payload_length",
+            "payload_type",
+            "truncated",
+            "value_error",
+        }
+    )
 
     def __init__(
         self,
