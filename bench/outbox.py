@@ -9,9 +9,10 @@ only the window of 100 unacknowledged publishes limits it):
    ``"queued": true`` and an ``id``; req/s, p50/p99 and HA CPU per request are reported.
 3. Drain: mosquitto starts again. The delivery counter (a persistent session, which the
    broker keeps across its restart) counts every message; drain rate = messages / (first
-   ``cloudsync_message_delivered`` event, i.e. the first PUBACK, until the counter has all
-   of them). Reconnect = broker listening until that first event (cloudsync's backoff).
-   Every delivered event must carry an id a 202 returned.
+   ``cloudsync_messages_delivered`` event, i.e. the first PUBACK, announced at once, until
+   the counter has all of them). Reconnect = broker listening until that first event
+   (cloudsync's backoff). The events (one per batch) must count every queued message,
+   and every id they carry must be one a 202 returned.
 4. Order: a message answered before another was sent must arrive first (the outbox keeps
    acceptance order; concurrent requests have no order among themselves). Duplicates
    (QoS 1 allows them) are counted, not failed.
@@ -38,7 +39,7 @@ from .processes import PYTHON, BenchError
 from .requests import CLOUDSYNC_PUBLISH
 from .stats import percentile
 
-EVENT_DELIVERED = "cloudsync_message_delivered"
+EVENT_DELIVERED = "cloudsync_messages_delivered"
 UNLIMITED = 1_000_000  # the options flow's highest drain rate
 WINDOW = 100  # cloudsync's window of unacknowledged publishes, also given to raw paho
 _RECONNECT_SLACK = 40.0  # cloudsync's backoff after a few seconds without a broker
@@ -90,11 +91,12 @@ class DeliveredTap:
         self._changed.set()
 
     def _record(self, event: dict[str, Any]) -> None:
+        """Count one batch of delivered messages (ids beyond the first 1,000 are left out)."""
         data = event.get("data") or {}
-        if data.get("topic") != self._topic:
+        if not isinstance(data.get("count"), int):
             return
-        self.events += 1
-        self.ids.add(str(data.get("id")))
+        self.events += data["count"]
+        self.ids.update(str(message_id) for message_id in data.get("ids") or ())
         fired = datetime.fromisoformat(event["time_fired"]).timestamp()
         self.first_fired = min(self.first_fired or fired, fired)
         self.last_fired = max(self.last_fired, fired)

@@ -29,8 +29,8 @@ from custom_components.cloudsync.client.outbox_store import OutboxStore
 from custom_components.cloudsync.config_flow import OUTBOX_FIELDS
 from custom_components.cloudsync.const import (
     DOMAIN,
-    EVENT_MESSAGE_DELIVERED,
-    EVENT_MESSAGE_DROPPED,
+    EVENT_MESSAGES_DELIVERED,
+    EVENT_MESSAGES_DROPPED,
 )
 from custom_components.cloudsync.outbox import issue_id, outbox_path
 from custom_components.cloudsync.sensor import OUTBOX_SENSORS
@@ -105,6 +105,15 @@ def _subscriber(broker: Mosquitto, topic: str) -> MqttSubscriber:
     )
 
 
+def _ids(events: list[Any]) -> list[str]:
+    """Return the message ids of batched receipt events, in order."""
+    return [message_id for event in events for message_id in event.data["ids"]]
+
+
+def _count(events: list[Any]) -> int:
+    return sum(event.data["count"] for event in events)
+
+
 def _state(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> str:
     entity_id = er.async_get(hass).async_get_entity_id(
         "sensor", DOMAIN, f"{entry.entry_id}_{key}"
@@ -120,7 +129,7 @@ async def test_rest_backlog_drains_in_order(
     broker = persistent_broker(broker_factory)
     entry = await _setup(hass, broker)
     client = await hass_client()
-    delivered = async_capture_events(hass, EVENT_MESSAGE_DELIVERED)
+    delivered = async_capture_events(hass, EVENT_MESSAGES_DELIVERED)
     payloads = [f"m{i:04}" for i in range(1000)]
     async with _subscriber(broker, "backlog/#") as sub:
         await asyncio.sleep(1.1)  # the broker saves the subscriber's session
@@ -151,13 +160,16 @@ async def test_rest_backlog_drains_in_order(
     assert report.complete
     assert report.out_of_order == 0
     assert {m.qos for m in got} == {1}
-    await _wait_for(lambda: len(delivered) == 1000)
-    assert sorted(e.data["id"] for e in delivered) == sorted(ids)
+    await _wait_for(lambda: _count(delivered) == 1000)
+    assert sorted(_ids(delivered)) == sorted(ids)
+    # One event per batch: the first message at once, then at most one a second.
+    assert len(delivered) < 10
     assert delivered[0].data == {
         "entry_id": entry.entry_id,
         "broker": broker.url,
-        "id": delivered[0].data["id"],
-        "topic": "backlog/x",
+        "count": 1,
+        "ids": delivered[0].data["ids"],
+        "ids_truncated": False,
     }
     await _wait_for(lambda: _state(hass, entry, "outbox_delivered") == "1000")
     assert _state(hass, entry, "outbox_queued") == "0"
@@ -306,16 +318,18 @@ async def test_drop_oldest(
     broker = broker_factory()
     entry = await _setup(hass, broker, **outbox)
     client = await hass_client()
-    dropped = async_capture_events(hass, EVENT_MESSAGE_DROPPED)
-    delivered = async_capture_events(hass, EVENT_MESSAGE_DELIVERED)
+    dropped = async_capture_events(hass, EVENT_MESSAGES_DROPPED)
+    delivered = async_capture_events(hass, EVENT_MESSAGES_DELIVERED)
     await _stop(entry, broker)
     replies = [await _post(client, _body("cap/x", f"msg{i:04}")) for i in range(count)]
     assert {status for status, _ in replies} == {202}
     ids = [reply["id"] for _, reply in replies]
     await hass.async_block_till_done()
-    assert [e.data["id"] for e in dropped] == ids[: count - kept]
-    assert {e.data["reason"] for e in dropped} == {"overflow"}
-    assert dropped[0].data["topic"] == "cap/x"
+    await _wait_for(lambda: _count(dropped) == count - kept)
+    assert _ids(dropped) == ids[: count - kept]
+    assert [e.data["reasons"] for e in dropped] == [
+        {"overflow": e.data["count"]} for e in dropped
+    ]
     assert entry.runtime_data.outbox_stats.dropped == count - kept
     drop_logs = [
         r
@@ -324,8 +338,8 @@ async def test_drop_oldest(
     ]
     assert len(drop_logs) == 1
     await broker.async_start()
-    await _wait_for(lambda: len(delivered) == kept)
-    assert [e.data["id"] for e in delivered] == ids[count - kept :]
+    await _wait_for(lambda: _count(delivered) == kept)
+    assert _ids(delivered) == ids[count - kept :]
     await _wait_for(lambda: _state(hass, entry, "outbox_dropped") == str(count - kept))
 
 
@@ -372,7 +386,7 @@ async def test_expired_messages_are_dropped(
     """Messages older than the maximum age are dropped with reason "expired"."""
     broker = broker_factory()
     entry = await _setup(hass, broker, max_age={"seconds": 1})
-    dropped = async_capture_events(hass, EVENT_MESSAGE_DROPPED)
+    dropped = async_capture_events(hass, EVENT_MESSAGES_DROPPED)
     await _stop(entry, broker)
     cloudsync = entry.runtime_data
     for i in range(3):
@@ -380,8 +394,8 @@ async def test_expired_messages_are_dropped(
             "app", "old/x", b"%d" % i, qos=1, retain=False, timeout=1
         )
     assert entry.runtime_data.outbox_stats.oldest is not None
-    await _wait_for(lambda: len(dropped) == 3, timeout=5)
-    assert {e.data["reason"] for e in dropped} == {"expired"}
+    await _wait_for(lambda: _count(dropped) == 3, timeout=5)
+    assert {reason for e in dropped for reason in e.data["reasons"]} == {"expired"}
     assert entry.runtime_data.outbox_stats.queued == 0
     await broker.async_start()
 
@@ -392,7 +406,7 @@ async def test_drain_rate_limit(
     """A backlog drains at the configured rate (200/s: 300 messages take ~1.4 s)."""
     broker = broker_factory()
     entry = await _setup(hass, broker, drain_rate=200)
-    delivered = async_capture_events(hass, EVENT_MESSAGE_DELIVERED)
+    delivered = async_capture_events(hass, EVENT_MESSAGES_DELIVERED)
     await _stop(entry, broker)
     cloudsync = entry.runtime_data
     await asyncio.gather(
@@ -403,13 +417,13 @@ async def test_drain_rate_limit(
             for i in range(300)
         )
     )
-    stamps: list[float] = []
-    hass.bus.async_listen(
-        EVENT_MESSAGE_DELIVERED, lambda _e: stamps.append(time.monotonic())
-    )
     await broker.async_start()
-    await _wait_for(lambda: len(delivered) == 300)
-    elapsed = stamps[-1] - stamps[0]
+    await _wait_for(lambda: delivered)  # the first message is announced at once
+    first = time.monotonic()
+    async with asyncio.timeout(10):
+        while cloudsync.outbox_stats.delivered < 300:
+            await asyncio.sleep(0.01)
+    elapsed = time.monotonic() - first
     # 20 may go at once (a tenth of a second's worth), the other 280 at 200/s.
     assert 1.3 < elapsed < 3.0, elapsed
     LOGGER.warning("300 drained at 200/s in %.2f s (%.0f/s)", elapsed, 299 / elapsed)

@@ -141,7 +141,10 @@ async def test_burst_is_coalesced(
     # mosquitto drops QoS 1 messages beyond 1,000 queued for a subscriber that lags
     # a C publisher; this test is about Home Assistant's side, so lift that cap.
     broker = broker_factory(extra_config=["max_queued_messages 0"])
-    entry = await setup_entry(hass, entry_for(broker, options={"state_interval": 0.5}))
+    entry = await setup_entry(
+        hass,
+        entry_for(broker, options={"state_interval": 0.5, "message_events": True}),
+    )
     entity_id = await _subscribed_sensor(hass, entry, "burst/topic")
     received = async_capture_events(hass, EVENT_MESSAGE_RECEIVED)
     changes = async_capture_events(hass, EVENT_STATE_CHANGED)
@@ -169,8 +172,10 @@ async def test_burst_is_coalesced(
 
 
 async def test_event_fields(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
-    """Each message fires cloudsync_message_received with its details."""
-    entry = await setup_entry(hass, entry_for(plain_broker))
+    """With the option on, each message fires cloudsync_message_received."""
+    entry = await setup_entry(
+        hass, entry_for(plain_broker, options={"message_events": True})
+    )
     await entry.runtime_data.async_subscribe("app1", "events/#", qos=1)
     events = async_capture_events(hass, EVENT_MESSAGE_RECEIVED)
     await mqtt_publish(plain_broker, "events/a", b"\xff\x00", qos=1)
@@ -220,7 +225,10 @@ async def test_topic_sensors_can_be_turned_off(
 ) -> None:
     """With topic sensors off, subscriptions and events work but no sensor is made."""
     entry = await setup_entry(
-        hass, entry_for(plain_broker, options={"topic_sensors": False})
+        hass,
+        entry_for(
+            plain_broker, options={"topic_sensors": False, "message_events": True}
+        ),
     )
     events = async_capture_events(hass, EVENT_MESSAGE_RECEIVED)
     await entry.runtime_data.async_subscribe("app1", "nosensor/#", qos=1)

@@ -19,7 +19,13 @@ from .client import (
     NotConnectedError,
     build_ssl_context,
 )
-from .const import CONNECT_TIMEOUT, DOMAIN, LOGGER
+from .const import (
+    CONF_MESSAGE_EVENTS,
+    CONNECT_TIMEOUT,
+    DEFAULT_MESSAGE_EVENTS,
+    DOMAIN,
+    LOGGER,
+)
 from .entity import broker_device_info
 from .entry_data import broker_config
 from .errors import as_setup_error
@@ -101,7 +107,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
 
     entry.runtime_data = broker
     entry.async_on_unload(broker.async_flush)
-    entry.async_on_unload(async_setup_events(hass, entry))
+    if entry.options.get(CONF_MESSAGE_EVENTS, DEFAULT_MESSAGE_EVENTS):
+        entry.async_on_unload(async_setup_events(hass, entry))
     entry.async_on_unload(
         hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_shutdown)
     )

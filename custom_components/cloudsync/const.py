@@ -23,6 +23,7 @@ CONF_KEEPALIVE: Final = "keepalive"
 CONF_STATE_INTERVAL: Final = "state_interval"
 CONF_TOPIC_SENSORS: Final = "topic_sensors"
 CONF_ALLOW_LOCAL_UNAUTHENTICATED: Final = "allow_local_unauthenticated"
+CONF_MESSAGE_EVENTS: Final = "message_events"
 
 CONF_OUTBOX: Final = "outbox"
 CONF_MAX_MESSAGES: Final = "max_messages"
@@ -36,6 +37,7 @@ DEFAULT_RETAIN: Final = False
 DEFAULT_KEEPALIVE: Final = 60
 DEFAULT_STATE_INTERVAL: Final = 1.0
 DEFAULT_TOPIC_SENSORS: Final = True
+DEFAULT_MESSAGE_EVENTS: Final = False  # the recorder stores every bus event
 DEFAULT_MAX_MESSAGES: Final = 100_000
 DEFAULT_MAX_SIZE: Final = 64  # MiB
 DEFAULT_MAX_AGE: Final = {"days": 7}
@@ -43,8 +45,8 @@ DEFAULT_OVERFLOW: Final = "drop_oldest"
 DEFAULT_DRAIN_RATE: Final = 1000
 
 EVENT_MESSAGE_RECEIVED: Final = "cloudsync_message_received"
-EVENT_MESSAGE_DELIVERED: Final = "cloudsync_message_delivered"
-EVENT_MESSAGE_DROPPED: Final = "cloudsync_message_dropped"
+EVENT_MESSAGES_DELIVERED: Final = "cloudsync_messages_delivered"
+EVENT_MESSAGES_DROPPED: Final = "cloudsync_messages_dropped"
 
 CONNECT_TIMEOUT: Final = 10.0
 ACK_TIMEOUT: Final = 10.0

@@ -41,12 +41,13 @@ from .const import (
     DEFAULT_MAX_SIZE,
     DEFAULT_OVERFLOW,
     DOMAIN,
-    EVENT_MESSAGE_DELIVERED,
-    EVENT_MESSAGE_DROPPED,
+    EVENT_MESSAGES_DELIVERED,
+    EVENT_MESSAGES_DROPPED,
     LOGGER,
     signal_outbox,
 )
 from .models import CloudSyncConfigEntry, entry_task_factory
+from .receipts import ReceiptBatcher
 
 MIB: Final = 1024 * 1024
 STATS_DELAY: Final = 1.0  # sensor updates are coalesced to one a second
@@ -128,30 +129,19 @@ async def async_open_outbox(
     broker = str(connection.config.url)
     notifier = OutboxNotifier(hass, entry.entry_id)
 
+    base = {"entry_id": entry.entry_id, "broker": broker}
+    delivered = ReceiptBatcher(hass, EVENT_MESSAGES_DELIVERED, base)
+    dropped = ReceiptBatcher(hass, EVENT_MESSAGES_DROPPED, base)
+    entry.async_on_unload(delivered.flush)
+    entry.async_on_unload(dropped.flush)
+
     @callback
     def _delivered(message: QueuedMessage) -> None:
-        hass.bus.async_fire(
-            EVENT_MESSAGE_DELIVERED,
-            {
-                "entry_id": entry.entry_id,
-                "broker": broker,
-                "id": message.id,
-                "topic": message.topic,
-            },
-        )
+        delivered.add(message.id)
 
     @callback
     def _dropped(message: DroppedMessage) -> None:
-        hass.bus.async_fire(
-            EVENT_MESSAGE_DROPPED,
-            {
-                "entry_id": entry.entry_id,
-                "broker": broker,
-                "id": message.id,
-                "topic": message.topic,
-                "reason": str(message.reason),
-            },
-        )
+        dropped.add(message.id, str(message.reason))
 
     outbox = Outbox(
         connection,
