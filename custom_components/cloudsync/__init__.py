@@ -34,7 +34,12 @@ from .http import async_register_views
 from .hub import async_get_hub
 from .models import CloudSyncConfigEntry, entry_task_factory
 from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
-from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
+from .registry import (
+    STORAGE_VERSION,
+    SubscriptionRegistry,
+    cache_limits,
+    storage_key,
+)
 from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
@@ -83,7 +88,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
         entry.options,
         connection,
         outbox,
-        SubscriptionRegistry(hass, entry.entry_id),
+        SubscriptionRegistry(hass, entry.entry_id, cache_limits(entry.options)),
         broker_device_info(entry, config.url),
         async_get_hub(hass, entry.entry_id),
     )

@@ -270,6 +270,10 @@ class CloudSyncBroker:
         """Return the QoS the broker sends a filter at (-1 when it is not subscribed)."""
         return self._connection.subscriptions.get(topic_filter, -1)
 
+    def was_evicted(self, topic: str) -> bool:
+        """Return True when a topic's data was dropped to keep the cache's caps."""
+        return self._registry.was_evicted(topic)
+
     def filters_matching(self, topic: str) -> list[Subscription]:
         """Return the subscriptions whose filter matches a concrete topic."""
         return list(self._registry.matching(topic))

@@ -24,6 +24,8 @@ CONF_STATE_INTERVAL: Final = "state_interval"
 CONF_TOPIC_SENSORS: Final = "topic_sensors"
 CONF_ALLOW_LOCAL_UNAUTHENTICATED: Final = "allow_local_unauthenticated"
 CONF_MESSAGE_EVENTS: Final = "message_events"
+CONF_CACHE_MAX_TOPICS: Final = "cache_max_topics"
+CONF_CACHE_MAX_SIZE: Final = "cache_max_size"
 
 CONF_OUTBOX: Final = "outbox"
 CONF_MAX_MESSAGES: Final = "max_messages"
@@ -38,6 +40,8 @@ DEFAULT_KEEPALIVE: Final = 60
 DEFAULT_STATE_INTERVAL: Final = 1.0
 DEFAULT_TOPIC_SENSORS: Final = True
 DEFAULT_MESSAGE_EVENTS: Final = False  # the recorder stores every bus event
+DEFAULT_CACHE_MAX_TOPICS: Final = 10_000
+DEFAULT_CACHE_MAX_SIZE: Final = 16  # MiB
 DEFAULT_MAX_MESSAGES: Final = 100_000
 DEFAULT_MAX_SIZE: Final = 64  # MiB
 DEFAULT_MAX_AGE: Final = {"days": 7}
@@ -48,6 +52,7 @@ EVENT_MESSAGE_RECEIVED: Final = "cloudsync_message_received"
 EVENT_MESSAGES_DELIVERED: Final = "cloudsync_messages_delivered"
 EVENT_MESSAGES_DROPPED: Final = "cloudsync_messages_dropped"
 
+MIB: Final = 1024 * 1024
 CONNECT_TIMEOUT: Final = 10.0
 ACK_TIMEOUT: Final = 10.0
 

@@ -174,7 +174,9 @@ async def _async_body(request: web.Request, schema: vol.Schema) -> dict[str, Any
 
 def _data_reply(broker: CloudSyncBroker, topic: str, data: Any) -> dict[str, Any]:
     """Return the GET reply: the payload as text, or base64 when it is not UTF-8."""
-    reply = latest_reply(topic, data)
+    reply = latest_reply(
+        topic, data, evicted=data is None and broker.was_evicted(topic)
+    )
     return {"Message": reply.pop("payload") or "", "broker": str(broker.url), **reply}
 
 

@@ -44,12 +44,12 @@ from .const import (
     EVENT_MESSAGES_DELIVERED,
     EVENT_MESSAGES_DROPPED,
     LOGGER,
+    MIB,
     signal_outbox,
 )
 from .models import CloudSyncConfigEntry, entry_task_factory
 from .receipts import ReceiptBatcher
 
-MIB: Final = 1024 * 1024
 STATS_DELAY: Final = 1.0  # sensor updates are coalesced to one a second
 AGE_INTERVAL: Final = timedelta(seconds=10)  # the oldest message's age moves on
 

@@ -7,7 +7,7 @@ restart. Talking to the broker is CloudSyncBroker's job, not this one's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
@@ -15,8 +15,16 @@ from typing import Any, TypedDict
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
 
+from .cache import CacheLimits, LatestCache
 from .client import FilterTrie, topic_matches
-from .const import DOMAIN
+from .const import (
+    CONF_CACHE_MAX_SIZE,
+    CONF_CACHE_MAX_TOPICS,
+    DEFAULT_CACHE_MAX_SIZE,
+    DEFAULT_CACHE_MAX_TOPICS,
+    DOMAIN,
+    MIB,
+)
 from .errors import NotSubscribedError
 from .payload import encode_payload
 
@@ -69,14 +77,19 @@ class _StoredData(TypedDict):
 class SubscriptionRegistry:
     """Subscriptions, their storage, and the latest data for one broker."""
 
-    def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        cache_limits: CacheLimits | None = None,
+    ) -> None:
         """Create an empty registry; call async_load() to restore stored subscriptions."""
         self._store: Store[_StoredData] = Store(
             hass, STORAGE_VERSION, storage_key(entry_id)
         )
         self._subscriptions: dict[str, Subscription] = {}
         self._trie = FilterTrie[Subscription]()
-        self._latest: dict[str, LatestData] = {}
+        self._latest = LatestCache(cache_limits)
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
@@ -144,11 +157,15 @@ class SubscriptionRegistry:
 
     def record(self, data: LatestData) -> None:
         """Keep a message as its topic's latest data."""
-        self._latest[data.topic] = data
+        self._latest.put(data)
 
     def latest(self, topic: str) -> LatestData | None:
         """Return the newest data on a concrete topic."""
         return self._latest.get(topic)
+
+    def was_evicted(self, topic: str) -> bool:
+        """Return True when the topic's data was dropped to keep the cache's caps."""
+        return self._latest.was_evicted(topic)
 
     def latest_for_filter(self, topic_filter: str) -> LatestData | None:
         """Return the newest message on any topic matching a filter."""
@@ -165,6 +182,8 @@ class SubscriptionRegistry:
         return {
             "subscriptions": len(self._subscriptions),
             "topics_with_data": len(self._latest),
+            "cached_bytes": self._latest.bytes,
+            "evicted_topics": self._latest.evicted,
         }
 
     def _add(self, subscription: Subscription) -> None:
@@ -174,8 +193,9 @@ class SubscriptionRegistry:
     def _remove(self, subscription: Subscription) -> None:
         del self._subscriptions[subscription.topic_filter]
         del self._trie[subscription.topic_filter]
-        for topic in [t for t in self._latest if not any(self._trie.iter_match(t))]:
-            del self._latest[topic]
+        for topic in self._latest.topics():
+            if not self.covers(topic):
+                self._latest.discard(topic)
 
     def _save(self) -> None:
         self._store.async_delay_save(self._data_to_save, SAVE_DELAY)
@@ -188,12 +208,18 @@ class SubscriptionRegistry:
         }
 
 
-def latest_reply(topic: str, data: LatestData | None) -> dict[str, Any]:
-    """Describe the latest data; payloads that are not UTF-8 come back base64."""
+def latest_reply(
+    topic: str, data: LatestData | None, *, evicted: bool = False
+) -> dict[str, Any]:
+    """Describe the latest data; payloads that are not UTF-8 come back base64.
+
+    ``evicted`` says that data came but was dropped to keep the cache's caps.
+    """
     if data is None:
-        return dict.fromkeys(
+        empty = dict.fromkeys(
             ("payload", "encoding", "received", "qos", "retained"), None
         ) | {"topic": topic}
+        return empty | {"evicted": True} if evicted else empty
     payload, encoding = encode_payload(data.payload)
     return {
         "topic": data.topic,
@@ -218,6 +244,16 @@ def _stored(subscription: Subscription) -> _StoredSubscription:
     if options.device_class is not None:
         stored["device_class"] = options.device_class
     return stored
+
+
+def cache_limits(options: Mapping[str, Any]) -> CacheLimits:
+    """Return the latest-data cache's caps an entry's options set."""
+    return CacheLimits(
+        max_topics=int(options.get(CONF_CACHE_MAX_TOPICS, DEFAULT_CACHE_MAX_TOPICS)),
+        max_bytes=round(
+            float(options.get(CONF_CACHE_MAX_SIZE, DEFAULT_CACHE_MAX_SIZE)) * MIB
+        ),
+    )
 
 
 def storage_key(entry_id: str) -> str:

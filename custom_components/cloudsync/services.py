@@ -155,8 +155,9 @@ async def _async_unsubscribe(call: ServiceCall) -> ServiceResponse:
 @_translate_errors
 async def _async_get_data(call: ServiceCall) -> ServiceResponse:
     """Return the latest data on a topic (or filter) the app subscribed to."""
-    topic = call.data[ATTR_TOPIC]
-    return latest_reply(topic, _broker(call).latest(call.data[ATTR_APP_ID], topic))
+    topic, broker = call.data[ATTR_TOPIC], _broker(call)
+    data = broker.latest(call.data[ATTR_APP_ID], topic)
+    return latest_reply(topic, data, evicted=data is None and broker.was_evicted(topic))
 
 
 @callback
