@@ -19,6 +19,7 @@ from homeassistant.data_entry_flow import section
 from homeassistant.helpers.selector import SelectSelector
 import pytest
 import voluptuous as vol
+import yaml
 
 from custom_components.cloudsync.config_flow import (
     REAUTH_SCHEMA,
@@ -182,3 +183,11 @@ def test_every_form_field_has_a_description() -> None:
         for part_id, part in parts:
             data = set(part.get("data", {}))
             assert data == set(part.get("data_description", {})), part_id
+
+
+def test_every_action_has_a_name_and_an_icon() -> None:
+    services = yaml.safe_load((COMPONENT / "services.yaml").read_text(encoding="utf-8"))
+    icons = json.loads((COMPONENT / "icons.json").read_text(encoding="utf-8"))
+    assert set(_load("strings.json")["services"]) == set(services)
+    assert set(icons["services"]) == set(services)
+    assert all(i["service"].startswith("mdi:") for i in icons["services"].values())
