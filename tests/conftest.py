@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from unittest.mock import PropertyMock, patch
 
 import pytest
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 from tests.mosquitto import BrokerFactory, BrokerKind, Mosquitto
 from tests.pki import Pki, generate_pki
@@ -24,6 +27,27 @@ def auto_enable_custom_integrations(
     config_dir = tmp_path / "config"
     config_dir.mkdir()
     hass.config.config_dir = str(config_dir)
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Use HA's snapshot format and folder (tests/snapshots) on every HA version.
+
+    The test plugin's own fixture does this from 0.13.316 on; under 0.13.236
+    syrupy's plain fixture won, which wrote to tests/__snapshots__ instead.
+    """
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Generator[None]:
+    """Create entities that are disabled by default (the outbox counters) enabled."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -100,7 +100,7 @@ def broker_entry(broker: Mosquitto, **data: Any) -> MockConfigEntry:
         data={
             CONF_URL: broker.url,
             CONF_CLIENT_ID: "cloudsync-0123456789ab",
-            CONF_PROTOCOL: "3.1.1",
+            CONF_PROTOCOL: "mqttv311",
             **data,
         },
     )
@@ -122,6 +122,10 @@ async def start_user_flow(hass: HomeAssistant, url: str, **extra: Any) -> dict:
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
     assert result["errors"] == {}
+    # hassfest forbids URLs in strings.json: the example URL is a placeholder.
+    assert result["description_placeholders"] == {
+        "example_url": "mqtts://broker.example.com:8883"
+    }
     return await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_URL: url, **extra}
     )
@@ -146,7 +150,7 @@ async def test_user_plain(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
     assert result["data"] == {
         CONF_URL: plain_broker.url,
         CONF_CLIENT_ID: result["data"][CONF_CLIENT_ID],
-        CONF_PROTOCOL: "3.1.1",
+        CONF_PROTOCOL: "mqttv311",
     }
     assert CLIENT_ID_RE.fullmatch(result["data"][CONF_CLIENT_ID])
 
@@ -157,12 +161,14 @@ async def test_user_client_id_and_mqtt5(
 ) -> None:
     """A given client id and MQTT 5 are stored as given."""
     result = await start_user_flow(
-        hass, plain_broker.url, **{CONF_CLIENT_ID: " my-client ", CONF_PROTOCOL: "5"}
+        hass,
+        plain_broker.url,
+        **{CONF_CLIENT_ID: " my-client ", CONF_PROTOCOL: "mqttv5"},
     )
 
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_CLIENT_ID] == "my-client"
-    assert result["data"][CONF_PROTOCOL] == "5"
+    assert result["data"][CONF_PROTOCOL] == "mqttv5"
 
 
 async def test_user_already_configured(
@@ -301,7 +307,7 @@ async def test_tls(
     assert result["data"] == {
         CONF_URL: tls_broker.url,
         CONF_CLIENT_ID: result["data"][CONF_CLIENT_ID],
-        CONF_PROTOCOL: "3.1.1",
+        CONF_PROTOCOL: "mqttv311",
         CONF_CA_CERT: pki.ca_pem,
         CONF_CLIENT_CERT: pki.client_cert_pem,
         CONF_CLIENT_KEY: pki.client_key_pem,
@@ -472,7 +478,7 @@ async def test_reconfigure_to_other_broker(
             CONF_USERNAME: "cloudsync",
             CONF_PASSWORD: "s3cret-pw",
             CONF_CLIENT_ID: "cloudsync-0123456789ab",
-            CONF_PROTOCOL: "5",
+            CONF_PROTOCOL: "mqttv5",
         },
     )
 
@@ -485,7 +491,7 @@ async def test_reconfigure_to_other_broker(
         CONF_USERNAME: "cloudsync",
         CONF_PASSWORD: "s3cret-pw",
         CONF_CLIENT_ID: "cloudsync-0123456789ab",
-        CONF_PROTOCOL: "5",
+        CONF_PROTOCOL: "mqttv5",
     }
 
 
@@ -499,7 +505,7 @@ async def test_reconfigure_already_configured(
 
     result = await entry.start_reconfigure_flow(hass)
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_URL: password_broker.url, CONF_PROTOCOL: "3.1.1"}
+        result["flow_id"], {CONF_URL: password_broker.url, CONF_PROTOCOL: "mqttv311"}
     )
 
     assert result["type"] is FlowResultType.ABORT
@@ -522,7 +528,7 @@ async def test_reconfigure_errors(
         password_broker, **{CONF_USERNAME: "cloudsync", CONF_PASSWORD: "s3cret-pw"}
     )
     entry.add_to_hass(hass)
-    form = {CONF_USERNAME: "cloudsync", CONF_PROTOCOL: "3.1.1"}
+    form = {CONF_USERNAME: "cloudsync", CONF_PROTOCOL: "mqttv311"}
 
     result = await entry.start_reconfigure_flow(hass)
     result = await hass.config_entries.flow.async_configure(
@@ -554,7 +560,11 @@ async def test_reconfigure_new_user_needs_password(
     result = await entry.start_reconfigure_flow(hass)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"],
-        {CONF_URL: password_broker.url, CONF_USERNAME: "other", CONF_PROTOCOL: "5"},
+        {
+            CONF_URL: password_broker.url,
+            CONF_USERNAME: "other",
+            CONF_PROTOCOL: "mqttv5",
+        },
     )
 
     assert result["errors"] == {"base": "invalid_auth"}
@@ -571,7 +581,7 @@ async def test_reconfigure_tls(
     """Moving to a TLS broker asks for certificates; a later run keeps them."""
     entry = broker_entry(plain_broker)
     entry.add_to_hass(hass)
-    form = {CONF_URL: tls_broker.url, CONF_PROTOCOL: "3.1.1"}
+    form = {CONF_URL: tls_broker.url, CONF_PROTOCOL: "mqttv311"}
 
     result = await entry.start_reconfigure_flow(hass)
     result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
@@ -620,7 +630,7 @@ async def test_reconfigure_tls_new_key(
 
     result = await entry.start_reconfigure_flow(hass)
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_URL: tls_broker.url, CONF_PROTOCOL: "3.1.1"}
+        result["flow_id"], {CONF_URL: tls_broker.url, CONF_PROTOCOL: "mqttv311"}
     )
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"],
@@ -660,7 +670,7 @@ async def test_reauth(hass: HomeAssistant, password_broker: Mosquitto) -> None:
     assert entry.data == {
         CONF_URL: password_broker.url,
         CONF_CLIENT_ID: "cloudsync-0123456789ab",
-        CONF_PROTOCOL: "3.1.1",
+        CONF_PROTOCOL: "mqttv311",
         CONF_USERNAME: "cloudsync",
         CONF_PASSWORD: "s3cret-pw",
     }

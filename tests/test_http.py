@@ -729,7 +729,7 @@ async def test_broker_refusals(
     error: str | None,
 ) -> None:
     """ACL refusals are a 403 and payloads over the broker's limit a 413 (MQTT 5)."""
-    await _async_setup_entry(hass, strict_broker, **{CONF_PROTOCOL: "5"})
+    await _async_setup_entry(hass, strict_broker, **{CONF_PROTOCOL: "mqttv5"})
     client = await hass_client()
     got, reply = await post(client, action, {**VALID, **body})
     assert (got, reply.get("error")) == (status, error)

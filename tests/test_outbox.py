@@ -122,6 +122,7 @@ def _state(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> str:
     return hass.states.get(entity_id).state
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_rest_backlog_drains_in_order(
     hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
 ) -> None:
@@ -305,6 +306,7 @@ async def test_action_queues_and_window(
     ],
     ids=["messages", "bytes"],
 )
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_drop_oldest(
     hass: HomeAssistant,
     hass_client,
@@ -497,6 +499,7 @@ async def test_invalid_outbox_options(
     assert "max_messages must be above 0" in (entry.reason or "")
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 @patch.object(ha_outbox, "STATS_DELAY", 0.05)
 async def test_sensors_and_diagnostics(
     hass: HomeAssistant, hass_client, broker_factory: BrokerFactory

@@ -237,3 +237,32 @@ async def test_topic_sensors_can_be_turned_off(
     await mqtt_publish(plain_broker, "nosensor/a", b"v", qos=1)
     await _wait_for(lambda: len(events) == 1)
     assert entry.runtime_data.latest("app1", "nosensor/a").payload == b"v"
+
+
+async def test_outbox_counters_disabled_by_default(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """Queued and oldest age are on; the dropped and delivered totals start disabled."""
+    entry = await setup_entry(hass, entry_for(plain_broker))
+    registry = er.async_get(hass)
+    disabled_by = {}
+    for key in (
+        "outbox_queued",
+        "outbox_oldest_age",
+        "outbox_dropped",
+        "outbox_delivered",
+    ):
+        entity_id = registry.async_get_entity_id(
+            "sensor", DOMAIN, f"{entry.entry_id}_{key}"
+        )
+        assert entity_id is not None
+        entity = registry.async_get(entity_id)
+        assert entity is not None
+        disabled_by[key] = entity.disabled_by
+        assert (hass.states.get(entity_id) is None) is (entity.disabled_by is not None)
+    assert disabled_by == {
+        "outbox_queued": None,
+        "outbox_oldest_age": None,
+        "outbox_dropped": er.RegistryEntryDisabler.INTEGRATION,
+        "outbox_delivered": er.RegistryEntryDisabler.INTEGRATION,
+    }

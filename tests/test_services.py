@@ -394,7 +394,7 @@ async def test_payload_too_large(
 ) -> None:
     """A payload over an MQTT 5 broker's packet limit: payload_too_large."""
     broker = broker_factory(extra_config=["max_packet_size 1000"])
-    entry = await _async_setup_entry(hass, broker, **{CONF_PROTOCOL: "5"})
+    entry = await _async_setup_entry(hass, broker, **{CONF_PROTOCOL: "mqttv5"})
     with pytest.raises(HomeAssistantError) as err:
         await _call(hass, "publish", entry, topic="big", payload="x" * 2000)
     assert err.value.translation_key == "payload_too_large"

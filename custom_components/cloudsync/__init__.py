@@ -21,9 +21,13 @@ from .client import (
 )
 from .const import (
     CONF_MESSAGE_EVENTS,
+    CONF_PROTOCOL,
     CONNECT_TIMEOUT,
     DEFAULT_MESSAGE_EVENTS,
     DOMAIN,
+    ENTRY_MINOR_VERSION,
+    ENTRY_VERSION,
+    LEGACY_PROTOCOLS,
     LOGGER,
 )
 from .entity import broker_device_info
@@ -130,6 +134,20 @@ async def async_unload_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -
 async def _async_reload(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> None:
     """Reload the entry after its data or options changed."""
     hass.config_entries.async_schedule_reload(entry.entry_id)
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> bool:
+    """Rewrite the data of an older entry; refuse entries of a newer major version."""
+    if entry.version > ENTRY_VERSION:
+        return False
+    if entry.minor_version < ENTRY_MINOR_VERSION:
+        data = dict(entry.data)
+        if (protocol := data.get(CONF_PROTOCOL)) in LEGACY_PROTOCOLS:
+            data[CONF_PROTOCOL] = LEGACY_PROTOCOLS[protocol]
+        hass.config_entries.async_update_entry(
+            entry, data=data, minor_version=ENTRY_MINOR_VERSION
+        )
+    return True
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> None:

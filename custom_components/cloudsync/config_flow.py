@@ -78,6 +78,8 @@ from .const import (
     DEFAULT_STATE_INTERVAL,
     DEFAULT_TOPIC_SENSORS,
     DOMAIN,
+    ENTRY_MINOR_VERSION,
+    ENTRY_VERSION,
     LOGGER,
 )
 from .entry_data import broker_config
@@ -86,6 +88,8 @@ from .probe import async_probe_broker, form_error
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+# hassfest forbids URLs in translations: the example comes in as a placeholder.
+_URL_PLACEHOLDERS = {"example_url": "mqtts://broker.example.com:8883"}
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _CERT_FILE = FileSelector(FileSelectorConfig(accept=".pem,.crt,.cer,.der,.key"))
 
@@ -286,7 +290,8 @@ async def _async_validate(hass: HomeAssistant, data: Mapping[str, Any]) -> str |
 class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up, reconfigure and re-authenticate a connection to one MQTT broker."""
 
-    VERSION = 1
+    VERSION = ENTRY_VERSION
+    MINOR_VERSION = ENTRY_MINOR_VERSION
 
     def __init__(self) -> None:
         """Start with no connection data."""
@@ -433,6 +438,7 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id=step_id,
             data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
+            description_placeholders=_URL_PLACEHOLDERS,
             errors=errors,
         )
 

@@ -71,12 +71,14 @@ OUTBOX_SENSORS: tuple[OutboxSensorEntityDescription, ...] = (
     OutboxSensorEntityDescription(
         key="outbox_dropped",
         translation_key="outbox_dropped",
+        entity_registry_enabled_default=False,
         state_class=SensorStateClass.TOTAL_INCREASING,
         value_fn=lambda stats: stats.dropped,
     ),
     OutboxSensorEntityDescription(
         key="outbox_delivered",
         translation_key="outbox_delivered",
+        entity_registry_enabled_default=False,
         state_class=SensorStateClass.TOTAL_INCREASING,
         value_fn=lambda stats: stats.delivered,
     ),

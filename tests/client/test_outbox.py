@@ -4,6 +4,7 @@ real mosquitto brokers."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import closing
 from pathlib import Path
 import sqlite3
 import time
@@ -125,10 +126,10 @@ def test_store_sets_aside_unreadable_files(tmp_path: Path, damage: str) -> None:
     if damage == "garbage":
         path.write_bytes(b"this is not a database" * 100)
     elif damage == "newer_format":
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:  # commit, then close
             db.execute("PRAGMA user_version=99")
     elif damage == "wrong_table":
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:  # commit, then close
             db.execute("ALTER TABLE messages ADD COLUMN extra TEXT")
     else:
         data = path.read_bytes()

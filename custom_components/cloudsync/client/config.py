@@ -15,10 +15,10 @@ _PLAIN_SCHEMES = {"mqtt", "tcp"}
 
 
 class Protocol(StrEnum):
-    """MQTT protocol versions the core speaks."""
+    """MQTT protocol versions the core speaks (values are HA translation keys too)."""
 
-    MQTTV311 = "3.1.1"
-    MQTTV5 = "5"
+    MQTTV311 = "mqttv311"
+    MQTTV5 = "mqttv5"
 
 
 @dataclass(frozen=True, slots=True)
