@@ -80,7 +80,7 @@ def upload(tmp_path: Path) -> Generator[Upload]:
         return file_id
 
     with patch(
-        "custom_components.cloudsync.config_flow.process_uploaded_file",
+        "custom_components.cloudsync.certificates.process_uploaded_file",
         process_uploaded_file,
     ):
         yield add
@@ -220,7 +220,7 @@ async def test_user_unexpected_error(
 ) -> None:
     """An unexpected exception is logged and shown as unknown; a retry finishes."""
     with patch(
-        "custom_components.cloudsync.config_flow.async_probe_broker",
+        "custom_components.cloudsync.probe.async_probe_broker",
         side_effect=RuntimeError("boom"),
     ):
         result = await start_user_flow(hass, plain_broker.url)
@@ -730,7 +730,9 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
             "state_interval": 2.5,
             "topic_sensors": False,
             "allow_local_unauthenticated": True,
+            "message_events": True,
             "outbox": OUTBOX_INPUT,
+            "cache": {"max_topics": 1000.0, "max_size": 4.0},
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -741,6 +743,7 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
         "state_interval": 2.5,
         "topic_sensors": False,
         "allow_local_unauthenticated": True,
+        "message_events": True,
         "outbox": {
             "max_messages": 500,
             "max_size": 2,
@@ -748,10 +751,12 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
             "overflow": "refuse",
             "drain_rate": 100,
         },
+        "cache": {"max_topics": 1000, "max_size": 4},
     }
 
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert suggested(result, CONF_QOS) == "2"
+    assert section_suggested(result, "cache", "max_topics") == 1000
     assert suggested(result, CONF_KEEPALIVE) == 120
     assert section_suggested(result, "outbox", "max_messages") == 500
     assert section_suggested(result, "outbox", "overflow") == "refuse"
@@ -767,14 +772,18 @@ async def test_options_outbox_defaults_and_zero_age(
     base = {CONF_QOS: "0", CONF_RETAIN: False, CONF_KEEPALIVE: 60, "state_interval": 1}
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
-        {**base, "outbox": {**OUTBOX_INPUT, "max_age": {"seconds": 0}}},
+        {
+            **base,
+            "outbox": {**OUTBOX_INPUT, "max_age": {"seconds": 0}},
+            "cache": {},
+        },
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "invalid_max_age"}
     assert section_suggested(result, "outbox", "max_messages") == 500.0
 
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {**base, "outbox": {}}
+        result["flow_id"], {**base, "outbox": {}, "cache": {}}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options["outbox"] == {
@@ -784,3 +793,5 @@ async def test_options_outbox_defaults_and_zero_age(
         "overflow": "drop_oldest",
         "drain_rate": 1000,
     }
+    assert entry.options["cache"] == {"max_topics": 10_000, "max_size": 16}
+    assert entry.options["message_events"] is False

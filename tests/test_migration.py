@@ -34,7 +34,7 @@ async def test_entry_1_1_gets_protocol_translation_keys(
     assert entry.state is ConfigEntryState.LOADED
     assert (entry.version, entry.minor_version) == (1, 2)
     assert entry.data.get(CONF_PROTOCOL) == migrated
-    connection = entry.runtime_data.connection
+    connection = entry.runtime_data._connection
     assert connection.connected
     assert connection.config.protocol is (migrated or Protocol.MQTTV311)
 

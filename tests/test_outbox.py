@@ -26,12 +26,12 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from custom_components.cloudsync import outbox as ha_outbox
 from custom_components.cloudsync.client import OverflowPolicy
 from custom_components.cloudsync.client.outbox_store import OutboxStore
-from custom_components.cloudsync.config_flow import OUTBOX_FIELDS
 from custom_components.cloudsync.const import (
     DOMAIN,
     EVENT_MESSAGES_DELIVERED,
     EVENT_MESSAGES_DROPPED,
 )
+from custom_components.cloudsync.flow_schemas import OUTBOX_FIELDS
 from custom_components.cloudsync.outbox import issue_id, outbox_path
 from custom_components.cloudsync.sensor import OUTBOX_SENSORS
 from tests.common import entry_for, setup_entry

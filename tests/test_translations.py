@@ -21,13 +21,13 @@ import pytest
 import voluptuous as vol
 import yaml
 
-from custom_components.cloudsync.config_flow import (
+from custom_components.cloudsync.const import DOMAIN
+from custom_components.cloudsync.flow_schemas import (
     REAUTH_SCHEMA,
     TLS_SCHEMA,
     USER_SCHEMA,
     options_schema,
 )
-from custom_components.cloudsync.const import DOMAIN
 
 COMPONENT = Path(__file__).resolve().parent.parent / "custom_components" / DOMAIN
 FILES = ("strings.json", "translations/en.json")

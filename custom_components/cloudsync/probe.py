@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from homeassistant.core import HomeAssistant
 
@@ -11,9 +13,12 @@ from .client import (
     BrokerConfig,
     BrokerConnection,
     BrokerTLSError,
+    CertificateError,
     CloudSyncError,
+    build_ssl_context,
 )
-from .const import CONNECT_TIMEOUT
+from .const import CONNECT_TIMEOUT, LOGGER
+from .entry_data import broker_config
 
 
 async def async_probe_broker(hass: HomeAssistant, config: BrokerConfig) -> None:
@@ -37,3 +42,22 @@ def form_error(err: CloudSyncError) -> str:
     if isinstance(err, BrokerTLSError):
         return "tls_error"
     return "cannot_connect"
+
+
+async def async_validate(hass: HomeAssistant, data: Mapping[str, Any]) -> str | None:
+    """Connect to the broker the entry data describes; return a form error or None."""
+    config = broker_config(data)
+    if config.tls:
+        try:
+            await hass.async_add_executor_job(build_ssl_context, config)
+        except CertificateError:
+            # Every file was parsed already: what is left is a key that is not the cert's.
+            return "client_key_mismatch"
+    try:
+        await async_probe_broker(hass, config)
+    except CloudSyncError as err:
+        return form_error(err)
+    except Exception:  # noqa: BLE001 - any failure must end up as a form error
+        LOGGER.exception("Unexpected error while connecting to %s", config.url)
+        return "unknown"
+    return None

@@ -18,8 +18,9 @@ from homeassistant.helpers.storage import Store
 from .cache import CacheLimits, LatestCache
 from .client import FilterTrie, topic_matches
 from .const import (
-    CONF_CACHE_MAX_SIZE,
-    CONF_CACHE_MAX_TOPICS,
+    CONF_CACHE,
+    CONF_MAX_SIZE,
+    CONF_MAX_TOPICS,
     DEFAULT_CACHE_MAX_SIZE,
     DEFAULT_CACHE_MAX_TOPICS,
     DOMAIN,
@@ -248,10 +249,11 @@ def _stored(subscription: Subscription) -> _StoredSubscription:
 
 def cache_limits(options: Mapping[str, Any]) -> CacheLimits:
     """Return the latest-data cache's caps an entry's options set."""
+    settings: Mapping[str, Any] = options.get(CONF_CACHE, {})
     return CacheLimits(
-        max_topics=int(options.get(CONF_CACHE_MAX_TOPICS, DEFAULT_CACHE_MAX_TOPICS)),
+        max_topics=int(settings.get(CONF_MAX_TOPICS, DEFAULT_CACHE_MAX_TOPICS)),
         max_bytes=round(
-            float(options.get(CONF_CACHE_MAX_SIZE, DEFAULT_CACHE_MAX_SIZE)) * MIB
+            float(settings.get(CONF_MAX_SIZE, DEFAULT_CACHE_MAX_SIZE)) * MIB
         ),
     )
 
