@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import contextmanager
 import re
 from typing import TYPE_CHECKING, Any
 from unittest.mock import AsyncMock, patch
 import uuid
 
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+)
 
 from custom_components.cloudsync.const import (
     CONF_CA_CERT,
@@ -28,7 +32,8 @@ from custom_components.cloudsync.const import (
     CONF_VERIFY_HOSTNAME,
     DOMAIN,
 )
-from tests.mosquitto import free_port
+from tests.common import entry_for, setup_entry
+from tests.mosquitto import MqttSubscriber, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -36,7 +41,7 @@ if TYPE_CHECKING:
 
     from homeassistant.core import HomeAssistant
 
-    from tests.mosquitto import Mosquitto
+    from tests.mosquitto import BrokerFactory, Mosquitto
     from tests.pki import Pki
 
     Upload = Callable[[str | bytes], str]
@@ -795,3 +800,56 @@ async def test_options_outbox_defaults_and_zero_age(
     }
     assert entry.options["cache"] == {"max_topics": 10_000, "max_size": 16}
     assert entry.options["message_events"] is False
+
+
+@pytest.mark.usefixtures("socket_enabled")
+@pytest.mark.parametrize("choice", ["send", "discard"])
+async def test_reconfigure_with_queued_messages(
+    hass: HomeAssistant, broker_factory: BrokerFactory, choice: str
+) -> None:
+    """Messages queued for the old broker go to the new one only if the user says so."""
+    old, new = broker_factory(), broker_factory()
+    entry = await setup_entry(hass, entry_for(old))
+    await old.async_stop()
+    async with asyncio.timeout(10):
+        while entry.runtime_data.connected:
+            await asyncio.sleep(0.02)
+    for i in range(3):
+        published = await entry.runtime_data.async_publish("app", "q/x", b"%d" % i)
+        assert published.queued
+    dropped = async_capture_events(hass, "cloudsync_messages_dropped")
+    async with MqttSubscriber(new, "q/#", qos=1) as sub:
+        result = await entry.start_reconfigure_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"],
+            {
+                CONF_URL: new.url,
+                CONF_CLIENT_ID: entry.data[CONF_CLIENT_ID],
+                CONF_PROTOCOL: "mqttv311",
+            },
+        )
+        assert result["type"] is FlowResultType.FORM
+        assert result["step_id"] == "reconfigure_queue"
+        assert result["description_placeholders"] == {
+            "count": "3",
+            "old_url": old.url,
+            "new_url": new.url,
+        }
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"queued_messages": choice}
+        )
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "reconfigure_successful"
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.LOADED
+        assert entry.unique_id == new.url
+        if choice == "send":
+            got = await sub.messages(3)
+            assert [m.payload for m in got] == [b"0", b"1", b"2"]
+            assert dropped == []
+        else:
+            await asyncio.sleep(1)
+            assert sub.received == []
+            assert [e.data["reasons"] for e in dropped] == [{"discarded": 3}]
+            assert entry.runtime_data.outbox_stats.queued == 0
+    await hass.config_entries.async_unload(entry.entry_id)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigEntry,
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
@@ -27,6 +28,7 @@ from .const import (
     CONF_OUTBOX,
     CONF_PROTOCOL,
     CONF_QOS,
+    CONF_QUEUED_MESSAGES,
     CONF_URL,
     CONF_VERIFY_HOSTNAME,
     DEFAULT_QOS,
@@ -35,12 +37,15 @@ from .const import (
     ENTRY_VERSION,
 )
 from .flow_schemas import (
+    QUEUE_DISCARD,
+    QUEUE_SCHEMA,
     REAUTH_SCHEMA,
     TLS_SCHEMA,
     URL_PLACEHOLDERS,
     USER_SCHEMA,
     options_schema,
 )
+from .outbox import async_discard_queue, async_queued_count
 from .probe import async_validate
 
 if TYPE_CHECKING:
@@ -72,6 +77,9 @@ def _title(url: str) -> str:
     return url.partition("://")[2]
 
 
+_RELOAD_STATES = (ConfigEntryState.SETUP_ERROR, ConfigEntryState.SETUP_RETRY)
+
+
 class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up, reconfigure and re-authenticate a connection to one MQTT broker."""
 
@@ -81,6 +89,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
     def __init__(self) -> None:
         """Start with no connection data."""
         self._data: dict[str, Any] = {}
+        self._user_input: dict[str, Any] = {}
+        self._queued = 0
+        self._discard_queue = False
 
     @staticmethod
     @callback
@@ -119,15 +130,37 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
             except ValueError:
                 errors[CONF_URL] = "invalid_url"
             else:
+                self._data = _connection_data(url, user_input)
+                self._keep_password(entry.data)
+                self._user_input = user_input
                 if url != entry.unique_id:
                     await self.async_set_unique_id(url)
                     self._abort_if_unique_id_configured()
-                self._data = _connection_data(url, user_input)
-                self._keep_password(entry.data)
+                    if queued := await async_queued_count(self.hass, entry):
+                        self._queued = queued
+                        return await self.async_step_reconfigure_queue()
                 return await self._async_connect("reconfigure", user_input)
         suggested = {k: v for k, v in entry.data.items() if k != CONF_PASSWORD}
         return self._async_show_user_form(
             "reconfigure", user_input or suggested, errors
+        )
+
+    async def async_step_reconfigure_queue(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask what becomes of messages queued for the old broker: nothing crosses silently."""
+        if user_input is not None:
+            self._discard_queue = user_input[CONF_QUEUED_MESSAGES] == QUEUE_DISCARD
+            return await self._async_connect("reconfigure", self._user_input)
+        entry = self._get_reconfigure_entry()
+        return self.async_show_form(
+            step_id="reconfigure_queue",
+            data_schema=QUEUE_SCHEMA,
+            description_placeholders={
+                "count": str(self._queued),
+                "old_url": entry.data[CONF_URL],
+                "new_url": self._data[CONF_URL],
+            },
         )
 
     async def async_step_tls(
@@ -193,7 +226,7 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
             )
         if error := await async_validate(self.hass, self._data):
             return self._async_show_user_form(step_id, user_input, {"base": error})
-        return self._async_finish(self._data)
+        return await self._async_finish(self._data)
 
     async def _async_tls_step(
         self, step_id: str, user_input: dict[str, Any] | None, stored: Mapping[str, Any]
@@ -205,7 +238,7 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
             if not errors:
                 data = self._data | tls_data
                 if not (error := await async_validate(self.hass, data)):
-                    return self._async_finish(data)
+                    return await self._async_finish(data)
                 errors["base"] = error
         suggested = {CONF_VERIFY_HOSTNAME: stored.get(CONF_VERIFY_HOSTNAME, True)}
         return self.async_show_form(
@@ -227,15 +260,24 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
         )
 
-    @callback
-    def _async_finish(self, data: dict[str, Any]) -> ConfigFlowResult:
+    async def _async_finish(self, data: dict[str, Any]) -> ConfigFlowResult:
         """Create the entry, or update the one being reconfigured."""
         url = data[CONF_URL]
         if self.source != SOURCE_RECONFIGURE:
             return self.async_create_entry(title=_title(url), data=data)
+        entry = self._get_reconfigure_entry()
+        reload = entry.state in _RELOAD_STATES
+        if self._discard_queue:
+            # Unloaded first, so that nothing drains into the new broker meanwhile.
+            reload = reload or entry.state is ConfigEntryState.LOADED
+            await self.hass.config_entries.async_unload(entry.entry_id)
+            await async_discard_queue(self.hass, entry, self._queued)
         self.hass.config_entries.async_update_entry(
-            self._get_reconfigure_entry(), title=_title(url), unique_id=url, data=data
+            entry, title=_title(url), unique_id=url, data=data
         )
+        if reload:
+            # A loaded entry reloads through its update listener; these have none.
+            self.hass.config_entries.async_schedule_reload(entry.entry_id)
         return self.async_abort(reason="reconfigure_successful")
 
 

@@ -29,6 +29,7 @@ CONF_STATE_INTERVAL: Final = "state_interval"
 CONF_TOPIC_SENSORS: Final = "topic_sensors"
 CONF_ALLOW_LOCAL_UNAUTHENTICATED: Final = "allow_local_unauthenticated"
 CONF_MESSAGE_EVENTS: Final = "message_events"
+CONF_QUEUED_MESSAGES: Final = "queued_messages"
 CONF_CACHE: Final = "cache"
 CONF_MAX_TOPICS: Final = "max_topics"
 

@@ -47,6 +47,7 @@ from .const import (
     CONF_OVERFLOW,
     CONF_PROTOCOL,
     CONF_QOS,
+    CONF_QUEUED_MESSAGES,
     CONF_RETAIN,
     CONF_STATE_INTERVAL,
     CONF_TOPIC_SENSORS,
@@ -182,3 +183,18 @@ def options_schema() -> vol.Schema:
             vol.Required(CONF_CACHE): cache,
         }
     )
+
+
+QUEUE_SEND = "send"
+QUEUE_DISCARD = "discard"
+QUEUE_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_QUEUED_MESSAGES): SelectSelector(
+            SelectSelectorConfig(
+                options=[QUEUE_SEND, QUEUE_DISCARD],
+                mode=SelectSelectorMode.LIST,
+                translation_key=CONF_QUEUED_MESSAGES,
+            )
+        )
+    }
+)

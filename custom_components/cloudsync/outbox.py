@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import CALLBACK_TYPE, HassJob, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, issue_registry as ir
@@ -26,6 +27,7 @@ from .client import (
     OutboxLimits,
     OverflowPolicy,
     QueuedMessage,
+    count_queued,
     remove_files,
 )
 from .const import (
@@ -35,6 +37,7 @@ from .const import (
     CONF_MAX_SIZE,
     CONF_OUTBOX,
     CONF_OVERFLOW,
+    CONF_URL,
     DEFAULT_DRAIN_RATE,
     DEFAULT_MAX_AGE,
     DEFAULT_MAX_MESSAGES,
@@ -201,3 +204,36 @@ async def async_remove_outbox(hass: HomeAssistant, entry_id: str) -> None:
     """Delete an entry's outbox file and its repair issue."""
     await hass.async_add_executor_job(remove_files, outbox_path(hass, entry_id))
     ir.async_delete_issue(hass, DOMAIN, issue_id(entry_id))
+
+
+async def async_queued_count(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> int:
+    """Return how many messages wait in an entry's outbox, loaded or not."""
+    if entry.state is ConfigEntryState.LOADED:
+        return entry.runtime_data.outbox_stats.queued
+    return await hass.async_add_executor_job(
+        count_queued, outbox_path(hass, entry.entry_id)
+    )
+
+
+async def async_discard_queue(
+    hass: HomeAssistant, entry: CloudSyncConfigEntry, count: int
+) -> None:
+    """Delete an unloaded entry's queued messages, at the user's request, visibly."""
+    broker = entry.data[CONF_URL]
+    await async_remove_outbox(hass, entry.entry_id)
+    LOGGER.warning(
+        "Discarded %d queued messages meant for %s: the broker was reconfigured",
+        count,
+        broker,
+    )
+    hass.bus.async_fire(
+        EVENT_MESSAGES_DROPPED,
+        {
+            "entry_id": entry.entry_id,
+            "broker": broker,
+            "count": count,
+            "ids": [],
+            "ids_truncated": count > 0,
+            "reasons": {"discarded": count},
+        },
+    )

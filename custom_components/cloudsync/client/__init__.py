@@ -37,6 +37,7 @@ from .outbox_store import (
     OutboxLimits,
     OverflowPolicy,
     QueuedMessage,
+    count_queued,
     remove_files,
 )
 from .runtime import Executor, Listeners, TaskFactory, new_client_id
@@ -87,6 +88,7 @@ __all__ = [
     "TaskFactory",
     "build_ssl_context",
     "certificate_to_pem",
+    "count_queued",
     "is_wildcard",
     "new_client_id",
     "parse_broker_url",

@@ -340,3 +340,16 @@ def remove_files(path: Path) -> None:
     """Delete an outbox file and its WAL."""
     for suffix in ("", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def count_queued(path: Path) -> int:
+    """Return how many messages an outbox file holds (0 when there is none)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return 0  # unreadable: set aside when the entry loads, never sent
+    finally:
+        db.close()
