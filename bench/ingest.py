@@ -1,7 +1,8 @@
 """Phase 4: a burst from a separate publisher into cloudsync's registry.
 
 cloudsync subscribes (REST) to a few topics; ``bench.publisher`` bursts N QoS 0 messages
-over them. Every message that reaches the registry fires ``cloudsync_message_received``;
+over them. With the ``message_events`` option turned on for this phase (it is off by
+default), every message that reaches the registry fires ``cloudsync_message_received``;
 the bench counts those events (distinct sequence numbers) on a websocket of its own, and
 the ``state_changed`` events of the topics' sensors (the entity state writes, which
 cloudsync coalesces). Rate = messages / (time from the first message sent until the
@@ -127,7 +128,8 @@ class Ingest:
 
     @classmethod
     async def prepare(cls, ctx: Context) -> Ingest:
-        """Subscribe cloudsync to the topics."""
+        """Turn the per-message event on and subscribe cloudsync to the topics."""
+        await ctx.api.options_flow(ctx.entry_id, {"message_events": True})
         return cls(ctx, await _subscribe(ctx))
 
     async def run(self, round_no: int) -> dict[str, Any]:
