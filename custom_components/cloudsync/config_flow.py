@@ -72,6 +72,15 @@ def _connection_data(url: str, user_input: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _url(user_input: Mapping[str, Any], errors: dict[str, str]) -> str | None:
+    """Return the normalized broker URL the form was given, or note the error."""
+    try:
+        return str(parse_broker_url(user_input[CONF_URL]))
+    except ValueError:
+        errors[CONF_URL] = "invalid_url"
+        return None
+
+
 def _title(url: str) -> str:
     """Return the entry title `host:port` for a normalized broker URL."""
     return url.partition("://")[2]
@@ -106,16 +115,11 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Ask for the broker URL and credentials."""
         errors: dict[str, str] = {}
-        if user_input is not None:
-            try:
-                url = str(parse_broker_url(user_input[CONF_URL]))
-            except ValueError:
-                errors[CONF_URL] = "invalid_url"
-            else:
-                await self.async_set_unique_id(url)
-                self._abort_if_unique_id_configured()
-                self._data = _connection_data(url, user_input)
-                return await self._async_connect("user", user_input)
+        if user_input is not None and (url := _url(user_input, errors)):
+            await self.async_set_unique_id(url)
+            self._abort_if_unique_id_configured()
+            self._data = _connection_data(url, user_input)
+            return await self._async_connect("user", user_input)
         return self._async_show_user_form("user", user_input, errors)
 
     async def async_step_reconfigure(
@@ -124,22 +128,17 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         """Change the broker URL, credentials, client id or protocol."""
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
-        if user_input is not None:
-            try:
-                url = str(parse_broker_url(user_input[CONF_URL]))
-            except ValueError:
-                errors[CONF_URL] = "invalid_url"
-            else:
-                self._data = _connection_data(url, user_input)
-                self._keep_password(entry.data)
-                self._user_input = user_input
-                if url != entry.unique_id:
-                    await self.async_set_unique_id(url)
-                    self._abort_if_unique_id_configured()
-                    if queued := await async_queued_count(self.hass, entry):
-                        self._queued = queued
-                        return await self.async_step_reconfigure_queue()
-                return await self._async_connect("reconfigure", user_input)
+        if user_input is not None and (url := _url(user_input, errors)):
+            self._data = _connection_data(url, user_input)
+            self._keep_password(entry.data)
+            self._user_input = user_input
+            if url != entry.unique_id:
+                await self.async_set_unique_id(url)
+                self._abort_if_unique_id_configured()
+                if queued := await async_queued_count(self.hass, entry):
+                    self._queued = queued
+                    return await self.async_step_reconfigure_queue()
+            return await self._async_connect("reconfigure", user_input)
         suggested = {k: v for k, v in entry.data.items() if k != CONF_PASSWORD}
         return self._async_show_user_form(
             "reconfigure", user_input or suggested, errors
