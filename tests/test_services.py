@@ -468,3 +468,22 @@ async def test_subscribe_rejects_bad_sensor_options(
     with pytest.raises(vol.Invalid):
         await _call(hass, "subscribe", entry, topic=f"{prefix}/bad", **bad)
     assert f"{prefix}/bad" not in entry.runtime_data.subscriptions
+
+
+async def test_retained_burst_right_behind_suback(
+    hass: HomeAssistant, entry: MockConfigEntry, plain_broker: Mosquitto, prefix: str
+) -> None:
+    """Retained messages the broker sends with the SUBACK are all kept for the app."""
+    topics = [f"{prefix}/ret/{i}" for i in range(50)]
+    for topic in topics:
+        await mqtt_publish(plain_broker, topic, topic, qos=1, retain=True)
+    try:
+        await _call(hass, "subscribe", entry, topic=f"{prefix}/ret/#", app_id="late")
+        got = [
+            (await _wait_for_data(hass, entry, topic, app_id="late"))["payload"]
+            for topic in topics
+        ]
+    finally:
+        for topic in topics:
+            await mqtt_publish(plain_broker, topic, b"", retain=True)
+    assert got == topics

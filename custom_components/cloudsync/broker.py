@@ -27,6 +27,7 @@ from .client import (
     OutboxStats,
     ReceivedMessage,
     is_wildcard,
+    topic_matches,
     validate_filter,
     validate_topic,
 )
@@ -92,6 +93,7 @@ class CloudSyncBroker:
         self._registry = registry
         self._hub = hub
         self._lock = asyncio.Lock()
+        self._subscribing: str | None = None  # the filter a SUBSCRIBE is out for
         self._messages = Listeners[LatestData](f"messages from {self.url}")
         self._subscription_changes = Listeners[tuple[Subscription, bool]](
             f"subscriptions on {self.url}"
@@ -212,9 +214,15 @@ class CloudSyncBroker:
         async with self._lock:
             existing = self._registry.subscriptions.get(topic_filter)
             if existing is None or qos > existing.qos:
-                await self._connection.subscribe(
-                    topic_filter, qos, timeout=timeout or ACK_TIMEOUT
-                )
+                # Retained messages may come right behind the SUBACK, before this
+                # coroutine resumes: _on_message keeps them for the filter meanwhile.
+                self._subscribing = topic_filter
+                try:
+                    await self._connection.subscribe(
+                        topic_filter, qos, timeout=timeout or ACK_TIMEOUT
+                    )
+                finally:
+                    self._subscribing = None
             subscription = self._registry.add_app(app_id, topic_filter, qos, sensor)
         self._subscription_changes.notify((subscription, True))
         return Subscribed(topic_filter, qos, new_at_broker=existing is None)
@@ -318,7 +326,10 @@ class CloudSyncBroker:
             message.qos,
             message.retain,
         )
-        if self._registry.covers(data.topic):
+        if self._registry.covers(data.topic) or (
+            self._subscribing is not None
+            and topic_matches(self._subscribing, data.topic)
+        ):
             self._registry.record(data)
             self._messages.notify(data)
         if self._hub.active:
