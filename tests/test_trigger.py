@@ -157,3 +157,19 @@ async def test_invalid_trigger_config(hass: HomeAssistant) -> None:
         trigger.TRIGGER_SCHEMA(
             {"platform": "cloudsync", "config_entry_id": "x", "topic": "a/b#"}
         )
+
+
+async def test_hub_of_a_removed_entry_is_dropped(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """Removing a broker forgets its hub once no automation listens on it."""
+    from custom_components.cloudsync.hub import HUBS
+
+    entry = await setup_entry(hass, entry_for(plain_broker))
+    await _automation(hass, entry.entry_id, topic="gone/#")
+    assert entry.entry_id in hass.data[HUBS]
+    await hass.services.async_call(
+        automation.DOMAIN, "turn_off", {"entity_id": "automation.cloud"}, blocking=True
+    )
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    assert entry.entry_id not in hass.data[HUBS]

@@ -35,7 +35,7 @@ from .entry_data import broker_config
 from .errors import as_setup_error
 from .events import async_setup_events
 from .http import async_register_views
-from .hub import async_get_hub
+from .hub import async_drop_hub, async_get_hub
 from .models import CloudSyncConfigEntry, entry_task_factory
 from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
 from .registry import (
@@ -154,3 +154,4 @@ async def async_remove_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -
     """Delete the broker's stored subscriptions and its outbox."""
     await Store(hass, STORAGE_VERSION, storage_key(entry.entry_id)).async_remove()
     await async_remove_outbox(hass, entry.entry_id)
+    async_drop_hub(hass, entry.entry_id)

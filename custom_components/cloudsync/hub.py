@@ -117,3 +117,11 @@ def async_get_hub(hass: HomeAssistant, entry_id: str) -> MessageHub:
     if (hub := hubs.get(entry_id)) is None:
         hub = hubs[entry_id] = MessageHub(hass)
     return hub
+
+
+@callback
+def async_drop_hub(hass: HomeAssistant, entry_id: str) -> None:
+    """Forget a removed entry's hub unless an automation still listens on it."""
+    hubs = hass.data.get(HUBS, {})
+    if (hub := hubs.get(entry_id)) is not None and not hub.active:
+        del hubs[entry_id]
