@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+import re
 import sqlite3
 from string import Formatter
 import time
@@ -217,7 +218,8 @@ async def test_sigkill_mid_stream_loses_nothing(
 
     The killed broker loses what it took after its last save, acknowledged or not: a
     missing message is the broker's loss when cloudsync saw its PUBACK before the
-    restart (counted and logged), and cloudsync's otherwise (the test fails).
+    restart (counted and logged), and cloudsync's otherwise (the test fails). The
+    broker's log must show every PUBACK cloudsync counted as seen.
     """
     broker = persistent_broker(broker_factory)
     entry = await _setup(hass, broker, drain_rate=20000)
@@ -228,6 +230,7 @@ async def test_sigkill_mid_stream_loses_nothing(
     todo = iter(payloads)
     results: list[bool] = []
     acked_by_killed: set[bytes] = set()  # PUBACKs seen from the killed broker
+    acked_mids: set[int] = set()  # those of direct publishes
     queued_ids: dict[str, bytes] = {}
     restarted = False
 
@@ -241,6 +244,8 @@ async def test_sigkill_mid_stream_loses_nothing(
                 queued_ids[result.id] = payload
             elif not restarted:
                 acked_by_killed.add(payload)
+                assert result.mid is not None
+                acked_mids.add(result.mid)
 
     async with _subscriber(broker, "kill/#") as sub:
         await save_state(broker)  # the subscriber's session survives the kill
@@ -251,6 +256,7 @@ async def test_sigkill_mid_stream_loses_nothing(
         await _wait_for(lambda: len(results) >= killed_at + 1000)
         restarted = True
         acked_by_killed.update(queued_ids[e.data["id"]] for e in delivered)
+        killed_log = broker.log_text()
         await broker.async_start()
         await asyncio.gather(*stream)
         await _wait_for(lambda: entry.runtime_data.outbox.queued == 0)
@@ -260,6 +266,9 @@ async def test_sigkill_mid_stream_loses_nothing(
             lambda: expected <= {m.payload for m in sub.received}, timeout=30
         )
         await asyncio.sleep(0.3)  # let late duplicates come in
+    client_id = re.escape(entry.runtime_data.connection.client_id)
+    pubacks = re.findall(rf"Sending PUBACK to {client_id} \(m(\d+),", killed_log)
+    assert acked_mids <= {int(mid) for mid in pubacks}
     assert sorted(e.data["id"] for e in delivered) == sorted(queued_ids)
     assert not dropped
     report = compare(payloads, [m.payload for m in sub.received])
