@@ -3,7 +3,9 @@ what a subscriber received compared with what was sent."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,9 +18,11 @@ def persistent_broker(factory: BrokerFactory, *, start: bool = True) -> Mosquitt
     """Start a private broker that keeps sessions across restarts and SIGKILL.
 
     A subscriber with a persistent session (``-c``) then gets what was published while
-    it was reconnecting, whoever reconnects first after a restart. The state is saved
-    every second, so wait a second after subscribing before killing the broker. With
-    ``start=False`` add to ``_extra_config`` and call ``_write_config()`` and ``start()``.
+    it was reconnecting, whoever reconnects first after a restart. A graceful stop saves
+    the state; before a SIGKILL call ``save_state`` (the periodic save is not timely
+    enough, see there). What the broker took after its last save dies with it, PUBACKed
+    or not. With ``start=False`` add to ``_extra_config`` and call ``_write_config()``
+    and ``start()``.
     """
     broker = factory(start=False)
     store = broker._dir / "persistence"
@@ -35,6 +39,23 @@ def persistent_broker(factory: BrokerFactory, *, start: bool = True) -> Mosquitt
     if start:
         broker.start()
     return broker
+
+
+async def save_state(broker: Mosquitto, timeout: float = 10.0) -> None:
+    """Make mosquitto write its persistence file now (SIGUSR1) and wait until it did.
+
+    mosquitto 2.0 runs its periodic save when ``last save + autosave_interval < now``
+    in whole seconds of a monotonic clock: with ``autosave_interval 1`` that is every
+    2 s, the first one 1 to 2 s after it started. A session subscribed a second before
+    a SIGKILL may therefore never have been saved, and the restarted broker then
+    queues nothing for it. The save is logged when it starts; the broker's single
+    thread finishes it before it handles another packet.
+    """
+    since = broker.log_offset()
+    broker._signal(signal.SIGUSR1)
+    async with asyncio.timeout(timeout):
+        while not broker.log_contains("Saving in-memory database", since):
+            await asyncio.sleep(0.02)
 
 
 SUBSCRIBER_ARGS = ("-c",)  # mosquitto_sub: keep the session (needs a fixed client id)
