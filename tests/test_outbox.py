@@ -134,7 +134,7 @@ async def test_rest_backlog_drains_in_order(
     delivered = async_capture_events(hass, EVENT_MESSAGES_DELIVERED)
     payloads = [f"m{i:04}" for i in range(1000)]
     async with _subscriber(broker, "backlog/#") as sub:
-        await asyncio.sleep(1.1)  # the broker saves the subscriber's session
+        await save_state(broker)  # the subscriber's session is on disk now
         await _stop(entry, broker)
         start = time.monotonic()
         replies = []
@@ -194,7 +194,7 @@ async def test_backlog_survives_restart(
     client = await hass_client()
     payloads = [f"r{i:04}" for i in range(1000)]
     async with _subscriber(broker, "restart/#") as sub:
-        await asyncio.sleep(1.1)
+        await save_state(broker)
         await _stop(entry, broker)
         replies = []
         for chunk in range(0, 1000, 250):
