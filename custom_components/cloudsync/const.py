@@ -23,6 +23,7 @@ CONF_KEEPALIVE: Final = "keepalive"
 CONF_STATE_INTERVAL: Final = "state_interval"
 CONF_TOPIC_SENSORS: Final = "topic_sensors"
 CONF_ALLOW_LOCAL_UNAUTHENTICATED: Final = "allow_local_unauthenticated"
+CONF_APP_ISOLATION: Final = "app_isolation"
 
 CONF_OUTBOX: Final = "outbox"
 CONF_MAX_MESSAGES: Final = "max_messages"
@@ -45,6 +46,12 @@ DEFAULT_DRAIN_RATE: Final = 1000
 EVENT_MESSAGE_RECEIVED: Final = "cloudsync_message_received"
 EVENT_MESSAGE_DELIVERED: Final = "cloudsync_message_delivered"
 EVENT_MESSAGE_DROPPED: Final = "cloudsync_message_dropped"
+
+# Caps on what callers choose (REST and actions); documented in docs/rest-api.md.
+MAX_APP_ID_LENGTH: Final = 128
+MAX_URL_LENGTH: Final = 512
+MAX_TOPIC_LENGTH: Final = 1024
+MAX_SUBSCRIPTIONS: Final = 100_000
 
 CONNECT_TIMEOUT: Final = 10.0
 ACK_TIMEOUT: Final = 10.0
