@@ -150,6 +150,25 @@ async def test_diagnostics_redact_secrets(
     assert diagnostics["connection"]["url"] == password_broker.url
 
 
+async def test_diagnostics_of_failed_setup(
+    hass: HomeAssistant, password_broker: Mosquitto, hass_client
+) -> None:
+    """An entry whose setup was refused still has diagnostics, without secrets."""
+    from pytest_homeassistant_custom_component.components.diagnostics import (
+        get_diagnostics_for_config_entry,
+    )
+
+    entry = await setup_entry(
+        hass, entry_for(password_broker, password="wrong-secret-pw")
+    )
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["entry"]["state"] == "setup_error"
+    assert diagnostics["entry"]["data"]["password"] == "**REDACTED**"
+    assert "connection" not in diagnostics
+    assert "wrong-secret-pw" not in repr(diagnostics)
+
+
 async def test_tls_failure_is_not_ready(
     hass: HomeAssistant, tls_broker: Mosquitto
 ) -> None:

@@ -48,6 +48,7 @@ from .client import (
 )
 from .const import (
     CONF_ALLOW_LOCAL_UNAUTHENTICATED,
+    CONF_APP_ISOLATION,
     CONF_CA_CERT,
     CONF_CLIENT_CERT,
     CONF_CLIENT_ID,
@@ -176,6 +177,7 @@ OPTIONS_FIELDS: dict[vol.Marker, Any] = {
     ),
     vol.Required(CONF_TOPIC_SENSORS, default=DEFAULT_TOPIC_SENSORS): BooleanSelector(),
     vol.Required(CONF_ALLOW_LOCAL_UNAUTHENTICATED, default=False): BooleanSelector(),
+    vol.Required(CONF_APP_ISOLATION, default=False): BooleanSelector(),
 }
 
 
@@ -373,8 +375,8 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
                 if k not in (CONF_USERNAME, CONF_PASSWORD)
             } | _credentials(user_input)
             if not (error := await _async_validate(self.hass, data)):
-                self.hass.config_entries.async_update_entry(entry, data=data)
-                return self.async_abort(reason="reauth_successful")
+                # Reloads too: an entry whose setup failed has no update listener.
+                return self.async_update_reload_and_abort(entry, data=data)
             errors["base"] = error
         return self.async_show_form(
             step_id="reauth_confirm",
@@ -432,7 +434,10 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         """Show the URL and credentials form, keeping what was entered."""
         return self.async_show_form(
             step_id=step_id,
-            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
+            data_schema=self.add_suggested_values_to_schema(
+                USER_SCHEMA,
+                {k: v for k, v in (suggested or {}).items() if k != CONF_PASSWORD},
+            ),
             errors=errors,
         )
 
@@ -441,7 +446,10 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         """Create the entry, or update the one being reconfigured."""
         url = data[CONF_URL]
         if self.source != SOURCE_RECONFIGURE:
-            return self.async_create_entry(title=_title(url), data=data)
+            # New brokers isolate apps; older entries keep their behaviour.
+            return self.async_create_entry(
+                title=_title(url), data=data, options={CONF_APP_ISOLATION: True}
+            )
         self.hass.config_entries.async_update_entry(
             self._get_reconfigure_entry(), title=_title(url), unique_id=url, data=data
         )
