@@ -523,6 +523,7 @@ VALID = {"appid": "app", "payload": "x", "topic": "t", "url": "127.0.0.1"}
         ("publish", {**VALID, "topic": "a\U0001ffff"}, "invalid_topic"),
         ("publish", {**VALID, "topic": "t" * 1025}, "invalid_request"),
         ("publish", {**VALID, "appid": "a" * 129}, "invalid_request"),
+        ("publish", {**VALID, "appid": "app\n"}, "invalid_request"),
         ("publish", {**VALID, "url": "127.0.0.1" + " " * 600}, "invalid_request"),
         ("subscribe", {**VALID, "topic": "a\u0001/#"}, "invalid_topic"),
         ("subscribe", {**VALID, "topic": "+/\uffff"}, "invalid_topic"),
@@ -772,7 +773,7 @@ async def test_refused_topic_keeps_the_link(
 ) -> None:
     """A topic mosquitto would drop the link for is a 400; the broker stays usable."""
     bad = {**VALID, "topic": f"{prefix}/a\u0007b", "qos": 1}
-    offset = plain_broker.log_offset
+    offset = plain_broker.log_offset()
     assert (await post(client, "publish", bad))[0] == 400
     assert (await post(client, "subscribe", {**bad, "topic": f"{prefix}/\x01/#"}))[
         0

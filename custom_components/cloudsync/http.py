@@ -83,7 +83,11 @@ def _seconds(value: Any) -> float:
 
 
 def _text(max_length: int) -> vol.All:
-    return vol.All(str, vol.Length(min=1, max=max_length))
+    return vol.All(
+        str,
+        vol.Length(min=1, max=max_length),
+        vol.Match(r"^[^\x00-\x1f\x7f-\x9f]+\Z", msg="control characters"),
+    )
 
 
 APPID = _text(MAX_APP_ID_LENGTH)
