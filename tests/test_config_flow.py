@@ -259,6 +259,7 @@ async def test_user_password_broker(
 
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "invalid_auth"}
+    assert suggested(result, CONF_PASSWORD) is None  # never sent back to the browser
 
     good = {CONF_USERNAME: "cloudsync", CONF_PASSWORD: "s3cret-pw"}
     result = await hass.config_entries.flow.async_configure(
@@ -267,6 +268,7 @@ async def test_user_password_broker(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_USERNAME] == "cloudsync"
     assert result["data"][CONF_PASSWORD] == "s3cret-pw"
+    assert result["options"] == {"app_isolation": True}
     assert "s3cret-pw" not in caplog.text
     assert "wrong" not in caplog.text
 
@@ -679,6 +681,33 @@ async def test_reauth(hass: HomeAssistant, password_broker: Mosquitto) -> None:
         CONF_USERNAME: "cloudsync",
         CONF_PASSWORD: "s3cret-pw",
     }
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED  # reauth reloads the entry
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_reauth_reloads_failed_entry(
+    hass: HomeAssistant, password_broker: Mosquitto
+) -> None:
+    """An entry whose setup was refused loads once reauth stored good credentials."""
+    entry = broker_entry(
+        password_broker, **{CONF_USERNAME: "cloudsync", CONF_PASSWORD: "old"}
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    [flow] = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["source"] == "reauth"
+
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_USERNAME: "cloudsync", CONF_PASSWORD: "s3cret-pw"}
+    )
+    await hass.async_block_till_done()
+
+    assert result["reason"] == "reauth_successful"
+    assert entry.state is ConfigEntryState.LOADED
+    await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_reauth_tls(hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki) -> None:
@@ -697,6 +726,8 @@ async def test_reauth_tls(hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki) 
 
     assert result["reason"] == "reauth_successful"
     assert entry.data[CONF_CLIENT_KEY] == pki.client_key_pem
+    await hass.async_block_till_done()
+    await hass.config_entries.async_unload(entry.entry_id)
 
 
 OUTBOX_INPUT = {
@@ -736,6 +767,7 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
             "topic_sensors": False,
             "allow_local_unauthenticated": True,
             "message_events": True,
+            "app_isolation": True,
             "outbox": OUTBOX_INPUT,
             "cache": {"max_topics": 1000.0, "max_size": 4.0},
         },
@@ -749,6 +781,7 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
         "topic_sensors": False,
         "allow_local_unauthenticated": True,
         "message_events": True,
+        "app_isolation": True,
         "outbox": {
             "max_messages": 500,
             "max_size": 2,

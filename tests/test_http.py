@@ -516,6 +516,17 @@ VALID = {"appid": "app", "payload": "x", "topic": "t", "url": "127.0.0.1"}
         ("publish", {**VALID, "topic": "a/+/b"}, "invalid_topic"),
         ("publish", {**VALID, "topic": "a/#"}, "invalid_topic"),
         ("publish", {**VALID, "topic": "a\u0000b"}, "invalid_topic"),
+        ("publish", {**VALID, "topic": "a\u0007b"}, "invalid_topic"),
+        ("publish", {**VALID, "topic": "a\u009fb"}, "invalid_topic"),
+        ("publish", {**VALID, "topic": "a\ufffe"}, "invalid_topic"),
+        ("publish", {**VALID, "topic": "\ufdd0"}, "invalid_topic"),
+        ("publish", {**VALID, "topic": "a\U0001ffff"}, "invalid_topic"),
+        ("publish", {**VALID, "topic": "t" * 1025}, "invalid_request"),
+        ("publish", {**VALID, "appid": "a" * 129}, "invalid_request"),
+        ("publish", {**VALID, "appid": "app\n"}, "invalid_request"),
+        ("publish", {**VALID, "url": "127.0.0.1" + " " * 600}, "invalid_request"),
+        ("subscribe", {**VALID, "topic": "a\u0001/#"}, "invalid_topic"),
+        ("subscribe", {**VALID, "topic": "+/\uffff"}, "invalid_topic"),
         ("subscribe", {**VALID, "topic": "a/#/b"}, "invalid_topic"),
         ("subscribe", {**VALID, "topic": "a/b+"}, "invalid_topic"),
         ("subscribe", {**VALID, "qos": "high"}, "invalid_request"),
@@ -755,3 +766,23 @@ def test_openapi_matches_views() -> None:
         set(spec["components"]["schemas"]["Error"]["properties"]["error"]["enum"])
         == codes
     )
+
+
+async def test_refused_topic_keeps_the_link(
+    client: TestClient, plain_broker: Mosquitto, prefix: str
+) -> None:
+    """A topic mosquitto would drop the link for is a 400; the broker stays usable."""
+    bad = {**VALID, "topic": f"{prefix}/a\u0007b", "qos": 1}
+    offset = plain_broker.log_offset()
+    assert (await post(client, "publish", bad))[0] == 400
+    assert (await post(client, "subscribe", {**bad, "topic": f"{prefix}/\x01/#"}))[
+        0
+    ] == 400
+    topic = f"{prefix}/good"
+    async with MqttSubscriber(plain_broker, topic) as sub:
+        status, body = await post(client, "publish", {**bad, "topic": topic})
+        assert (status, body["queued"]) == (200, False)
+        assert (await sub.message()).payload == b"x"
+    status, _ = await post(client, "subscribe", {**VALID, "topic": f"{prefix}/s"})
+    assert status == 200
+    assert not plain_broker.log_contains("malformed packet", since=offset)

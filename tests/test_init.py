@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON
@@ -148,6 +149,52 @@ async def test_diagnostics_redact_secrets(
     assert diagnostics["entry"]["data"]["password"] == "**REDACTED**"
     assert diagnostics["connection"]["connected"] is True
     assert diagnostics["connection"]["url"] == password_broker.url
+
+
+async def test_diagnostics_of_failed_setup(
+    hass: HomeAssistant, password_broker: Mosquitto, hass_client
+) -> None:
+    """An entry whose setup was refused still has diagnostics, without secrets."""
+    from pytest_homeassistant_custom_component.components.diagnostics import (
+        get_diagnostics_for_config_entry,
+    )
+
+    entry = await setup_entry(
+        hass, entry_for(password_broker, password="wrong-secret-pw")
+    )
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["entry"]["state"] == "setup_error"
+    assert diagnostics["entry"]["data"]["password"] == "**REDACTED**"
+    assert "connection" not in diagnostics
+    assert "wrong-secret-pw" not in repr(diagnostics)
+
+
+async def test_credentials_refused_while_running_start_reauth(
+    hass: HomeAssistant,
+    broker_factory: BrokerFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker refusing the password on reconnect starts reauth and warns once."""
+    caplog.set_level(logging.DEBUG, "custom_components.cloudsync.client.reconnect")
+    broker = broker_factory("password")
+    entry = await setup_entry(hass, entry_for(broker))
+    assert entry.state is ConfigEntryState.LOADED
+    broker.stop()
+    broker.password = "changed-on-the-broker"
+    broker._write_password_file()
+    broker.start()
+    async with asyncio.timeout(20):
+        while not hass.config_entries.flow.async_progress_by_handler(DOMAIN):
+            await asyncio.sleep(0.05)
+    [flow] = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert flow["context"]["source"] == SOURCE_REAUTH
+    async with asyncio.timeout(20):  # a second refusal: still one warning
+        while caplog.text.count(f"Reconnect to {broker.url} failed") < 2:
+            await asyncio.sleep(0.05)
+    assert caplog.text.count("refused the credentials while reconnecting") == 1
+    assert "changed-on-the-broker" not in caplog.text
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_tls_failure_is_not_ready(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
-from homeassistant.core import Event, HomeAssistant
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.storage import Store
@@ -11,6 +11,7 @@ from homeassistant.helpers.typing import ConfigType
 
 from .broker import CloudSyncBroker
 from .client import (
+    BrokerAuthError,
     BrokerConnection,
     BrokerTimeoutError,
     BrokerUnreachableError,
@@ -115,6 +116,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
         raise as_setup_error(err, url) from err
 
     entry.runtime_data = broker
+    entry.async_on_unload(_async_reauth_on_refusal(hass, entry, connection))
     entry.async_on_unload(broker.async_flush)
     if entry.options.get(CONF_MESSAGE_EVENTS, DEFAULT_MESSAGE_EVENTS):
         entry.async_on_unload(async_setup_events(hass, entry))
@@ -124,6 +126,31 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
+
+
+@callback
+def _async_reauth_on_refusal(
+    hass: HomeAssistant, entry: CloudSyncConfigEntry, connection: BrokerConnection
+) -> CALLBACK_TYPE:
+    """Start re-authentication when the broker refuses the credentials on reconnect."""
+    warned = False
+
+    @callback
+    def _failed(err: CloudSyncError) -> None:
+        nonlocal warned
+        if not isinstance(err, BrokerAuthError):
+            return
+        if not warned:
+            warned = True
+            LOGGER.warning(
+                "%s refused the credentials while reconnecting (%s); "
+                "re-authentication started",
+                connection.config.url,
+                err,
+            )
+        entry.async_start_reauth(hass)
+
+    return connection.add_failure_listener(_failed)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) -> bool:

@@ -18,6 +18,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.util import dt as dt_util
 
+from .apps import SYSTEM, AppOwners, Principal
 from .client import (
     BrokerConnection,
     BrokerUrl,
@@ -33,15 +34,23 @@ from .client import (
 )
 from .const import (
     ACK_TIMEOUT,
+    CONF_APP_ISOLATION,
     CONF_QOS,
     CONF_RETAIN,
     DEFAULT_QOS,
     DEFAULT_RETAIN,
+    MAX_SUBSCRIPTIONS,
     signal_outbox,
 )
-from .errors import NotSubscribedError
+from .errors import LimitReachedError, NotSubscribedError
 from .hub import MessageHub
-from .registry import LatestData, SensorOptions, Subscription, SubscriptionRegistry
+from .registry import (
+    LatestData,
+    SensorOptions,
+    Subscription,
+    SubscriptionRegistry,
+    visible,
+)
 
 type SubscriptionListener = Callable[[Subscription, bool], None]
 
@@ -84,6 +93,9 @@ class CloudSyncBroker:
         """Bind the parts; call async_start() before use."""
         self._hass = hass
         self.entry_id = entry_id
+        self.options = options
+        self.isolated = bool(options.get(CONF_APP_ISOLATION, False))
+        self._owners = AppOwners(hass, entry_id)
         self.url: BrokerUrl = connection.config.url
         self.device_info = device_info
         self.default_qos = int(options.get(CONF_QOS, DEFAULT_QOS))
@@ -129,7 +141,7 @@ class CloudSyncBroker:
                 "subscriptions": len(connection.subscriptions),
                 "pending_acks": connection.pending_acks,
             },
-            "registry": self._registry.counts(),
+            "registry": self._registry.counts() | {"app_owners": len(self._owners)},
             "outbox": {
                 "path": str(self._outbox.path),
                 "limits": asdict(self._outbox.limits),
@@ -141,6 +153,7 @@ class CloudSyncBroker:
 
     async def async_start(self) -> None:
         """Restore the subscriptions (tracked for the next CONNACK) and listen."""
+        await self._owners.async_load()
         for subscription in await self._registry.async_load():
             self._connection.track(subscription.topic_filter, subscription.qos)
         for topic_filter, qos in self._hub.filters.items():
@@ -163,24 +176,28 @@ class CloudSyncBroker:
     async def async_flush(self) -> None:
         """Write the subscriptions now."""
         await self._registry.async_flush()
+        await self._owners.async_flush()
 
     # -- publish --------------------------------------------------------------------
 
     async def async_publish(  # noqa: PLR0913
         self,
-        app_id: str,  # noqa: ARG002 - kept for isolation per app
+        app_id: str,
         topic: str,
         payload: bytes,
         *,
         qos: int | None = None,
         retain: bool | None = None,
         timeout: float | None = None,
+        principal: Principal = SYSTEM,
     ) -> Published:
         """Publish now, or queue durably when that cannot be done.
 
         ``qos`` and ``retain`` default to the entry's options; a queued message whose
         QoS was only the default goes at QoS 1.
         """
+        validate_topic(topic)
+        self.check_app(principal, app_id)
         retain = self.default_retain if retain is None else retain
         result = await self._outbox.publish(
             topic,
@@ -196,7 +213,7 @@ class CloudSyncBroker:
 
     # -- subscriptions --------------------------------------------------------------
 
-    async def async_subscribe(
+    async def async_subscribe(  # noqa: PLR0913
         self,
         app_id: str,
         topic_filter: str,
@@ -204,15 +221,20 @@ class CloudSyncBroker:
         qos: int | None = None,
         sensor: SensorOptions | None = None,
         timeout: float | None = None,
+        principal: Principal = SYSTEM,
     ) -> Subscribed:
         """Subscribe an app; the broker hears of it when the filter is new or higher QoS.
 
         ``sensor`` replaces the filter's sensor options when given.
         """
         validate_filter(topic_filter)
+        self.check_app(principal, app_id)
         qos = self.default_qos if qos is None else qos
         async with self._lock:
             existing = self._registry.subscriptions.get(topic_filter)
+            if existing is None and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                msg = f"this broker already has {MAX_SUBSCRIPTIONS} subscriptions"
+                raise LimitReachedError(msg)
             if existing is None or qos > existing.qos:
                 # Retained messages may come right behind the SUBACK, before this
                 # coroutine resumes: _on_message keeps them for the filter meanwhile.
@@ -228,10 +250,16 @@ class CloudSyncBroker:
         return Subscribed(topic_filter, qos, new_at_broker=existing is None)
 
     async def async_unsubscribe(
-        self, app_id: str, topic_filter: str, *, timeout: float | None = None
+        self,
+        app_id: str,
+        topic_filter: str,
+        *,
+        timeout: float | None = None,
+        principal: Principal = SYSTEM,
     ) -> bool:
         """Remove an app; return True when the filter was unsubscribed at the broker."""
         validate_filter(topic_filter)
+        self.check_app(principal, app_id)
         async with self._lock:
             subscription = self._registry.require(app_id, topic_filter)
             if subscription.apps == {app_id} and topic_filter not in self._hub.filters:
@@ -242,21 +270,36 @@ class CloudSyncBroker:
         self._subscription_changes.notify((subscription, False))
         return topic_filter not in self._registry.subscriptions
 
-    def latest(self, app_id: str, topic: str) -> LatestData | None:
+    def check_app(self, principal: Principal, app_id: str) -> None:
+        """Refuse another user's app id while app isolation is on (else claim it)."""
+        if self.isolated:
+            self._owners.check(principal, app_id)
+
+    def latest(
+        self, app_id: str, topic: str, principal: Principal = SYSTEM
+    ) -> LatestData | None:
         """Return the newest data on ``topic`` for a subscribed app (None before any).
 
         ``topic`` may be a concrete topic under any filter the app subscribed to, or
         one of its filters itself: then the newest message on any matching topic.
+        With app isolation, data that arrived before the app subscribed (and was not
+        retained) is not the app's.
         """
         if is_wildcard(topic):
             validate_filter(topic)
-            if app_id not in getattr(self.subscriptions.get(topic), "apps", ()):
-                raise NotSubscribedError(_not_subscribed(topic))
-            return self._registry.latest_for_filter(topic)
-        validate_topic(topic)
-        if not any(app_id in sub.apps for sub in self._registry.matching(topic)):
+            subs = [s for s in (self.subscriptions.get(topic),) if s is not None]
+        else:
+            validate_topic(topic)
+            subs = list(self._registry.matching(topic))
+        self.check_app(principal, app_id)
+        joined = [sub.joined[app_id] for sub in subs if app_id in sub.apps]
+        if not joined:
             raise NotSubscribedError(_not_subscribed(topic))
-        return self._registry.latest(topic)
+        since = min(joined) if self.isolated else None
+        if is_wildcard(topic):
+            return self._registry.latest_for_filter(topic, since)
+        data = self._registry.latest(topic)
+        return data if visible(data, since) else None
 
     async def async_listen(self, topic_filter: str, qos: int) -> None:
         """Have the broker send a filter an automation listens to (see MessageHub)."""

@@ -22,6 +22,7 @@ from .client import (
     parse_broker_url,
 )
 from .const import (
+    CONF_APP_ISOLATION,
     CONF_CACHE,
     CONF_CLIENT_ID,
     CONF_MAX_AGE,
@@ -195,8 +196,8 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
                 if k not in (CONF_USERNAME, CONF_PASSWORD)
             } | _credentials(user_input)
             if not (error := await async_validate(self.hass, data)):
-                self.hass.config_entries.async_update_entry(entry, data=data)
-                return self.async_abort(reason="reauth_successful")
+                # Reloads too: an entry whose setup failed has no update listener.
+                return self.async_update_reload_and_abort(entry, data=data)
             errors["base"] = error
         return self.async_show_form(
             step_id="reauth_confirm",
@@ -254,7 +255,10 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         """Show the URL and credentials form, keeping what was entered."""
         return self.async_show_form(
             step_id=step_id,
-            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, suggested),
+            data_schema=self.add_suggested_values_to_schema(
+                USER_SCHEMA,
+                {k: v for k, v in (suggested or {}).items() if k != CONF_PASSWORD},
+            ),
             description_placeholders=URL_PLACEHOLDERS,
             errors=errors,
         )
@@ -263,7 +267,10 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         """Create the entry, or update the one being reconfigured."""
         url = data[CONF_URL]
         if self.source != SOURCE_RECONFIGURE:
-            return self.async_create_entry(title=_title(url), data=data)
+            # New brokers isolate apps; older entries keep their behaviour.
+            return self.async_create_entry(
+                title=_title(url), data=data, options={CONF_APP_ISOLATION: True}
+            )
         entry = self._get_reconfigure_entry()
         reload = entry.state in _RELOAD_STATES
         if self._discard_queue:

@@ -32,6 +32,7 @@ CONF_MESSAGE_EVENTS: Final = "message_events"
 CONF_QUEUED_MESSAGES: Final = "queued_messages"
 CONF_CACHE: Final = "cache"
 CONF_MAX_TOPICS: Final = "max_topics"
+CONF_APP_ISOLATION: Final = "app_isolation"
 
 CONF_OUTBOX: Final = "outbox"
 CONF_MAX_MESSAGES: Final = "max_messages"
@@ -59,6 +60,12 @@ EVENT_MESSAGES_DELIVERED: Final = "cloudsync_messages_delivered"
 EVENT_MESSAGES_DROPPED: Final = "cloudsync_messages_dropped"
 
 MIB: Final = 1024 * 1024
+# Caps on what callers choose (REST and actions); documented in docs/rest-api.md.
+MAX_APP_ID_LENGTH: Final = 128
+MAX_URL_LENGTH: Final = 512
+MAX_TOPIC_LENGTH: Final = 1024
+MAX_SUBSCRIPTIONS: Final = 100_000
+
 CONNECT_TIMEOUT: Final = 10.0
 ACK_TIMEOUT: Final = 10.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 
@@ -18,11 +19,15 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant,  # noqa: ARG001
     entry: CloudSyncConfigEntry,
 ) -> dict[str, Any]:
-    """Return the entry's configuration and connection state."""
-    return {
+    """Return the entry's configuration and, once it is set up, its state."""
+    diagnostics: dict[str, Any] = {
         "entry": {
+            "state": entry.state.value,
+            "reason": entry.reason,
             "data": async_redact_data(dict(entry.data), TO_REDACT),
             "options": dict(entry.options),
-        },
-        **entry.runtime_data.diagnostics(),
+        }
     }
+    if entry.state is ConfigEntryState.LOADED:
+        diagnostics |= entry.runtime_data.diagnostics()
+    return diagnostics

@@ -80,6 +80,18 @@ class UnauthorizedError(CloudSyncRequestError):
     code = "unauthorized"
 
 
+class AppNotOwnedError(CloudSyncRequestError):
+    """The app id belongs to another user (app isolation)."""
+
+    code = "app_not_owned"
+
+
+class LimitReachedError(CloudSyncRequestError):
+    """A per-broker cap (apps, subscriptions) is reached."""
+
+    code = "limit_reached"
+
+
 class InvalidJsonError(CloudSyncRequestError):
     """The body is not a JSON object."""
 
@@ -117,6 +129,12 @@ ERRORS: Final[dict[str, ErrorKind]] = {
     "invalid_payload": ErrorKind(_BAD, "invalid_payload", caller_error=True),
     "unauthorized": ErrorKind(
         HTTPStatus.UNAUTHORIZED, "unauthorized", caller_error=True
+    ),
+    "app_not_owned": ErrorKind(
+        HTTPStatus.FORBIDDEN, "app_not_owned", caller_error=True
+    ),
+    "limit_reached": ErrorKind(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "limit_reached", caller_error=True
     ),
     "entry_not_found": ErrorKind(
         HTTPStatus.NOT_FOUND, "entry_not_found", caller_error=True

@@ -30,6 +30,7 @@ from .client import (
 )
 from .const import (
     CONF_ALLOW_LOCAL_UNAUTHENTICATED,
+    CONF_APP_ISOLATION,
     CONF_CA_CERT,
     CONF_CACHE,
     CONF_CLIENT_CERT,
@@ -163,6 +164,7 @@ OPTIONS_FIELDS: dict[vol.Marker, Any] = {
         CONF_MESSAGE_EVENTS, default=DEFAULT_MESSAGE_EVENTS
     ): BooleanSelector(),
     vol.Required(CONF_ALLOW_LOCAL_UNAUTHENTICATED, default=False): BooleanSelector(),
+    vol.Required(CONF_APP_ISOLATION, default=False): BooleanSelector(),
 }
 CACHE_FIELDS: dict[vol.Marker, Any] = {
     vol.Required(CONF_MAX_TOPICS, default=DEFAULT_CACHE_MAX_TOPICS): _count(

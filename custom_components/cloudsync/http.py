@@ -21,7 +21,8 @@ from homeassistant.helpers.json import json_bytes
 from homeassistant.util.json import json_loads
 import voluptuous as vol
 
-from .const import ACK_TIMEOUT
+from .apps import LOCAL, Principal
+from .const import ACK_TIMEOUT, MAX_APP_ID_LENGTH, MAX_TOPIC_LENGTH, MAX_URL_LENGTH
 from .errors import (
     HANDLED,
     AmbiguousBrokerError,
@@ -32,7 +33,7 @@ from .errors import (
     error_code,
     error_kind,
 )
-from .http_auth import async_authenticate
+from .http_auth import Caller, async_authenticate, check_local_allowed
 from .lookup import broker_by_url
 from .payload import ENCODING_UTF8, ENCODINGS, decode_payload
 from .registry import latest_reply
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from .broker import CloudSyncBroker
 
 BASE_URL: Final = "/api/v1/orchestration/cloudsyncmgr"
+_CALLER: Final = "cloudsync_caller"
 MAX_TIMEOUT: Final = 60.0
 COMPRESS_ABOVE: Final = 1024
 GET_FORMS: Final = (
@@ -80,11 +82,21 @@ def _seconds(value: Any) -> float:
     raise vol.Invalid(msg)
 
 
-_TEXT = vol.All(str, vol.Length(min=1))
+def _text(max_length: int) -> vol.All:
+    return vol.All(
+        str,
+        vol.Length(min=1, max=max_length),
+        vol.Match(r"^[^\x00-\x1f\x7f-\x9f]+\Z", msg="control characters"),
+    )
+
+
+APPID = _text(MAX_APP_ID_LENGTH)
+TOPIC = vol.All(str, vol.Length(max=MAX_TOPIC_LENGTH))  # the rest: invalid_topic
+URL = _text(MAX_URL_LENGTH)
 _BASE: dict[vol.Marker, Any] = {
-    vol.Required("appid"): _TEXT,
-    vol.Required("topic"): str,
-    vol.Required("url"): _TEXT,
+    vol.Required("appid"): APPID,
+    vol.Required("topic"): TOPIC,
+    vol.Required("url"): URL,
 }
 # Unknown keys are dropped, as the original ignored them.
 PUBLISH_SCHEMA: Final = vol.Schema(
@@ -122,7 +134,7 @@ def _api[V: HomeAssistantView, **P](
         view: V, request: web.Request, /, *args: P.args, **kwargs: P.kwargs
     ) -> web.Response:
         try:
-            async_authenticate(request.app[KEY_HASS], request)
+            request[_CALLER] = async_authenticate(request.app[KEY_HASS], request)
             reply = await func(view, request, *args, **kwargs)
             if isinstance(reply, tuple):
                 return _json_response(*reply)
@@ -180,12 +192,22 @@ def _data_reply(broker: CloudSyncBroker, topic: str, data: Any) -> dict[str, Any
     return {"Message": reply.pop("payload") or "", "broker": str(broker.url), **reply}
 
 
+def _principal(request: web.Request, broker: CloudSyncBroker) -> Principal:
+    """Return who acts for the request, once the broker it names let it in."""
+    caller: Caller = request[_CALLER]
+    check_local_allowed(caller, broker)
+    if caller.user is None:
+        return LOCAL
+    return Principal(caller.user.id, is_admin=caller.user.is_admin)
+
+
 async def _async_request(
     request: web.Request, schema: vol.Schema
-) -> tuple[dict[str, Any], CloudSyncBroker]:
-    """Return the validated body and the loaded broker its ``url`` names."""
+) -> tuple[dict[str, Any], CloudSyncBroker, Principal]:
+    """Return the validated body, the loaded broker its ``url`` names and the caller."""
     body = await _async_body(request, schema)
-    return body, broker_by_url(request.app[KEY_HASS], body["url"])
+    broker = broker_by_url(request.app[KEY_HASS], body["url"])
+    return body, broker, _principal(request, broker)
 
 
 class CloudSyncView(HomeAssistantView):
@@ -203,7 +225,7 @@ class PublishView(CloudSyncView):
     @_api
     async def post(self, request: web.Request) -> _Reply:
         """Answer 200 once the broker acknowledged it, or 202 once it is queued."""
-        body, broker = await _async_request(request, PUBLISH_SCHEMA)
+        body, broker, principal = await _async_request(request, PUBLISH_SCHEMA)
         published = await broker.async_publish(
             body["appid"],
             body["topic"],
@@ -211,6 +233,7 @@ class PublishView(CloudSyncView):
             qos=body.get("qos"),
             retain=body.get("retain"),
             timeout=body["timeout"],
+            principal=principal,
         )
         url = str(broker.url)
         reply = {
@@ -241,9 +264,9 @@ class SubscribeView(CloudSyncView):
     @_api
     async def post(self, request: web.Request) -> dict[str, Any]:
         """Subscribe at the broker (when the filter is new) and remember the app."""
-        body, broker = await _async_request(request, SUBSCRIBE_SCHEMA)
+        body, broker, principal = await _async_request(request, SUBSCRIBE_SCHEMA)
         subscribed = await broker.async_subscribe(
-            body["appid"], body["topic"], qos=body.get("qos")
+            body["appid"], body["topic"], qos=body.get("qos"), principal=principal
         )
         return {
             "Message": f"Successfully subscribed to the topic {subscribed.topic_filter}",
@@ -263,9 +286,9 @@ class UnsubscribeView(CloudSyncView):
     @_api
     async def post(self, request: web.Request) -> dict[str, Any]:
         """Forget the app; the last app leaving unsubscribes at the broker."""
-        body, broker = await _async_request(request, UNSUBSCRIBE_SCHEMA)
+        body, broker, principal = await _async_request(request, UNSUBSCRIBE_SCHEMA)
         topic = body["topic"]
-        gone = await broker.async_unsubscribe(body["appid"], topic)
+        gone = await broker.async_unsubscribe(body["appid"], topic, principal=principal)
         return {
             "Message": f"Successfully unsubscribed from the topic {topic}",
             "broker": str(broker.url),
@@ -286,6 +309,10 @@ class SubscribeDataView(CloudSyncView):
         self, request: web.Request, topic: str, appid: str, host: str | None = None
     ) -> dict[str, Any]:
         """Answer the newest payload on the topic for a subscribed app."""
+        APPID(appid)
+        TOPIC(topic)
+        if host is not None:
+            URL(host)
         try:
             broker = broker_by_url(request.app[KEY_HASS], host)
         except AmbiguousBrokerError as err:
@@ -298,7 +325,8 @@ class SubscribeDataView(CloudSyncView):
                 raise
             msg = f"{err} (send each / inside a topic as %2F)"
             raise UnknownBrokerError(msg) from err
-        return _data_reply(broker, topic, broker.latest(appid, topic))
+        principal = _principal(request, broker)
+        return _data_reply(broker, topic, broker.latest(appid, topic, principal))
 
 
 class SubscribeDataPathView(CloudSyncView):

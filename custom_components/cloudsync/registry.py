@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
 
 from .cache import CacheLimits, LatestCache
 from .client import FilterTrie, topic_matches
@@ -61,6 +62,8 @@ class Subscription:
     qos: int
     apps: set[str]
     sensor: SensorOptions = field(default_factory=SensorOptions)
+    # When each app joined (restored ones: at load); app isolation hides older data.
+    joined: dict[str, datetime] = field(default_factory=dict)
 
 
 class _StoredSubscription(TypedDict, total=False):
@@ -106,8 +109,12 @@ class SubscriptionRegistry:
                 item.get("unit_of_measurement"),
                 item.get("device_class"),
             )
+            apps = set(item["apps"])
+            now = dt_util.utcnow()
             self._add(
-                Subscription(topic_filter, item["qos"], set(item["apps"]), sensor)
+                Subscription(
+                    topic_filter, item["qos"], apps, sensor, dict.fromkeys(apps, now)
+                )
             )
         return list(self._subscriptions.values())
 
@@ -128,6 +135,7 @@ class SubscriptionRegistry:
             subscription.qos = max(subscription.qos, qos)
             subscription.apps.add(app_id)
             subscription.sensor = sensor or subscription.sensor
+        subscription.joined.setdefault(app_id, dt_util.utcnow())
         self._save()
         return subscription
 
@@ -135,6 +143,7 @@ class SubscriptionRegistry:
         """Remove an app from a filter; the filter goes with its last app."""
         subscription = self.require(app_id, topic_filter)
         subscription.apps.discard(app_id)
+        subscription.joined.pop(app_id, None)
         if not subscription.apps:
             self._remove(subscription)
         self._save()
@@ -168,12 +177,19 @@ class SubscriptionRegistry:
         """Return True when the topic's data was dropped to keep the cache's caps."""
         return self._latest.was_evicted(topic)
 
-    def latest_for_filter(self, topic_filter: str) -> LatestData | None:
-        """Return the newest message on any topic matching a filter."""
+    def latest_for_filter(
+        self, topic_filter: str, since: datetime | None = None
+    ) -> LatestData | None:
+        """Return the newest message on any topic matching a filter.
+
+        With ``since``, only messages received from then on, or retained, count.
+        """
         newest: LatestData | None = None
         for data in self._latest.values():
-            if topic_matches(topic_filter, data.topic) and (
-                newest is None or data.received >= newest.received
+            if (
+                topic_matches(topic_filter, data.topic)
+                and visible(data, since)
+                and (newest is None or data.received >= newest.received)
             ):
                 newest = data
         return newest
@@ -207,6 +223,11 @@ class SubscriptionRegistry:
                 sub.topic_filter: _stored(sub) for sub in self._subscriptions.values()
             }
         }
+
+
+def visible(data: LatestData | None, since: datetime | None) -> bool:
+    """Return True when data counts for an app that joined at ``since`` (None: all)."""
+    return data is not None and (since is None or data.retain or data.received >= since)
 
 
 def latest_reply(

@@ -17,7 +17,8 @@ from homeassistant.core import (
 from homeassistant.helpers import config_validation as cv
 import voluptuous as vol
 
-from .const import DOMAIN
+from .apps import SYSTEM, Principal
+from .const import DOMAIN, MAX_APP_ID_LENGTH, MAX_TOPIC_LENGTH
 from .errors import HANDLED, as_ha_error
 from .lookup import broker_by_entry_id
 from .payload import ENCODING_BASE64, ENCODING_UTF8, decode_payload
@@ -47,9 +48,9 @@ DEFAULT_APP_ID: Final = "homeassistant"
 _QOS = vol.All(vol.Coerce(int), vol.In([0, 1, 2]))
 _TOPIC_FIELDS = {
     vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
-    vol.Required(ATTR_TOPIC): cv.string,
+    vol.Required(ATTR_TOPIC): vol.All(cv.string, vol.Length(max=MAX_TOPIC_LENGTH)),
     vol.Optional(ATTR_APP_ID, default=DEFAULT_APP_ID): vol.All(
-        cv.string, vol.Length(min=1)
+        cv.string, vol.Length(min=1, max=MAX_APP_ID_LENGTH)
     ),
 }
 TOPIC_SCHEMA = vol.Schema(_TOPIC_FIELDS)
@@ -106,6 +107,14 @@ def _broker(call: ServiceCall) -> CloudSyncBroker:
     return broker_by_entry_id(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
 
 
+async def _async_principal(call: ServiceCall) -> Principal:
+    """Return who runs the action: its user, or the system (automations) as admin."""
+    if (user_id := call.context.user_id) is None:
+        return SYSTEM
+    user = await call.hass.auth.async_get_user(user_id)
+    return Principal(user_id, is_admin=user is not None and user.is_admin)
+
+
 @_translate_errors
 async def _async_publish(call: ServiceCall) -> ServiceResponse:
     """Publish a message (or queue it) and say which when asked."""
@@ -115,6 +124,7 @@ async def _async_publish(call: ServiceCall) -> ServiceResponse:
         decode_payload(call.data[ATTR_PAYLOAD], call.data[ATTR_ENCODING]),
         qos=call.data.get(ATTR_QOS),
         retain=call.data.get(ATTR_RETAIN),
+        principal=await _async_principal(call),
     )
     if not call.return_response:
         return None
@@ -141,6 +151,7 @@ async def _async_subscribe(call: ServiceCall) -> ServiceResponse:
         call.data[ATTR_TOPIC],
         qos=call.data.get(ATTR_QOS),
         sensor=sensor if sensor != SensorOptions() else None,
+        principal=await _async_principal(call),
     )
     return None
 
@@ -148,15 +159,21 @@ async def _async_subscribe(call: ServiceCall) -> ServiceResponse:
 @_translate_errors
 async def _async_unsubscribe(call: ServiceCall) -> ServiceResponse:
     """Unsubscribe an app from a topic filter."""
-    await _broker(call).async_unsubscribe(call.data[ATTR_APP_ID], call.data[ATTR_TOPIC])
+    await _broker(call).async_unsubscribe(
+        call.data[ATTR_APP_ID],
+        call.data[ATTR_TOPIC],
+        principal=await _async_principal(call),
+    )
     return None
 
 
 @_translate_errors
 async def _async_get_data(call: ServiceCall) -> ServiceResponse:
     """Return the latest data on a topic (or filter) the app subscribed to."""
-    topic, broker = call.data[ATTR_TOPIC], _broker(call)
-    data = broker.latest(call.data[ATTR_APP_ID], topic)
+    topic = call.data[ATTR_TOPIC]
+    broker = _broker(call)
+    principal = await _async_principal(call)
+    data = broker.latest(call.data[ATTR_APP_ID], topic, principal)
     return latest_reply(topic, data, evicted=data is None and broker.was_evicted(topic))
 
 

@@ -100,7 +100,28 @@ def test_valid_topics(topic: str) -> None:
     validate_filter(topic)
 
 
-@pytest.mark.parametrize("topic", ["", "a/+", "#", "a\x00b", "x" * 65536])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "",
+        "a/+",
+        "#",
+        "a\x00b",
+        "x" * 65536,
+        "a\x07b",
+        "a\x1f",
+        "\x7f",
+        "a\x85b",
+        "\x9f",
+        "a\ufffe",
+        "a\uffff",
+        "\ufdd0",
+        "\ufdef",
+        "a\U0001ffff",
+        "\U0010fffe",
+        "a\ud800",
+    ],
+)
 def test_invalid_publish_topics(topic: str) -> None:
     """Wildcards, empty, NUL and oversized topics are refused for publishing."""
     with pytest.raises(InvalidTopicError):
@@ -116,7 +137,8 @@ def test_valid_filters(topic_filter: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "topic_filter", ["a/#/b", "a#", "a/b+", "+a", "##", "", "a\x00"]
+    "topic_filter",
+    ["a/#/b", "a#", "a/b+", "+a", "##", "", "a\x00", "a\x07/#", "+/\ufffe", "\x9f"],
 )
 def test_invalid_filters(topic_filter: str) -> None:
     """Wildcards inside levels or # before the end are refused."""

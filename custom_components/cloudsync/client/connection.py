@@ -100,6 +100,9 @@ class BrokerConnection:
             f"messages from {config.url}"
         )
         self._connection_listeners = Listeners[bool](f"the link to {config.url}")
+        self._failure_listeners = Listeners[CloudSyncError](
+            f"reconnect failures of {config.url}"
+        )
         if on_connection_change is not None:
             self._connection_listeners.add(on_connection_change)
         self._connect_timeout = connect_timeout
@@ -111,6 +114,7 @@ class BrokerConnection:
             create_task or default_task_factory,
             str(config.url),
             (backoff_min, backoff_max),
+            self._failure_listeners.notify,
         )
         self._ready: asyncio.Future[None] | None = None
         self._connected = False
@@ -143,6 +147,16 @@ class BrokerConnection:
     ) -> Callable[[], None]:
         """Call ``listener(connected)`` on every change; return a function that stops it."""
         return self._connection_listeners.add(listener)
+
+    def add_failure_listener(
+        self, listener: Callable[[CloudSyncError], None]
+    ) -> Callable[[], None]:
+        """Call ``listener(error)`` when a background reconnect attempt fails.
+
+        Refused credentials (``BrokerAuthError``) are retried too; only the host can
+        get new ones.
+        """
+        return self._failure_listeners.add(listener)
 
     def add_message_listener(self, listener: MessageListener) -> Callable[[], None]:
         """Call ``listener(message)`` for every message; return a function that stops it.

@@ -22,9 +22,15 @@ class Reconnector:
         create_task: TaskFactory,
         url: str,
         backoff: tuple[float, float],
+        on_failure: Callable[[CloudSyncError], None] | None = None,
     ) -> None:
-        """Retry ``attempt`` with delays between ``backoff`` (min, max) seconds."""
+        """Retry ``attempt`` with delays between ``backoff`` (min, max) seconds.
+
+        ``on_failure`` hears of every failed attempt (a host may act on refused
+        credentials, which retrying alone does not fix).
+        """
         self._attempt = attempt
+        self._on_failure = on_failure
         self._create_task = create_task
         self._url = url
         self._backoff = backoff
@@ -55,6 +61,8 @@ class Reconnector:
                 await self._attempt()
             except CloudSyncError as err:
                 _LOGGER.debug("Reconnect to %s failed: %s", self._url, err)
+                if self._on_failure is not None:
+                    self._on_failure(err)
             else:
                 _LOGGER.info("Reconnected to %s", self._url)
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import re
 
 from paho.mqtt.client import topic_matches_sub
 from paho.mqtt.matcher import MQTTMatcher
@@ -11,14 +12,31 @@ from .errors import InvalidTopicError
 
 MAX_TOPIC_BYTES = 65535
 
+# What MQTT forbids (U+0000) or lets brokers refuse (MQTT 3.1.1 1.5.3, 5.0 1.5.4):
+# control characters and Unicode non-characters. mosquitto closes the connection on
+# them ("malformed packet"), so they are refused before anything is sent.
+_NONCHARACTERS = "".join(
+    chr(plane << 16 | last) for plane in range(17) for last in (0xFFFE, 0xFFFF)
+)
+_FORBIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef{_NONCHARACTERS}]")
+
+
+def forbidden_character(text: str) -> str | None:
+    """Return the first character MQTT brokers refuse in a topic, or None."""
+    match = _FORBIDDEN.search(text)
+    return match.group() if match else None
+
 
 def _check_common(text: str, kind: str) -> None:
-    """Check what topic names and filters share: non-empty, no NUL, size."""
+    """Check what topic names and filters share: non-empty, allowed characters, size."""
     if not isinstance(text, str) or not text:
         msg = f"{kind} must be a non-empty string"
         raise InvalidTopicError(msg)
-    if "\x00" in text:
-        msg = f"{kind} must not contain NUL characters"
+    if (char := forbidden_character(text)) is not None:
+        msg = (
+            f"{kind} must not contain control characters or Unicode non-characters "
+            f"(found U+{ord(char):04X})"
+        )
         raise InvalidTopicError(msg)
     try:
         size = len(text.encode("utf-8"))
