@@ -631,3 +631,32 @@ def test_outbox_strings() -> None:
     )
     for key in ("outbox_unavailable", "invalid_outbox_options"):
         assert names(strings["exceptions"][key]["message"]) <= {"url", "error"}
+
+
+async def test_dead_letter_is_announced(
+    hass: HomeAssistant, broker_factory: BrokerFactory
+) -> None:
+    """A message the broker keeps dropping the link for: a repair issue, an event."""
+    broker = persistent_broker(broker_factory, start=False)
+    broker._extra_config += ["max_packet_size 512"]
+    broker._write_config()
+    broker.start()
+    entry = await _setup(hass, broker)
+    dropped = async_capture_events(hass, EVENT_MESSAGES_DROPPED)
+    cloudsync = entry.runtime_data
+    async with _subscriber(broker, "dl/#") as sub:
+        await save_state(broker)
+        await _stop(entry, broker)
+        poison = await cloudsync.async_publish("app", "dl/big", b"x" * 600, qos=1)
+        after = await cloudsync.async_publish("app", "dl/x", b"after", qos=1)
+        assert poison.queued
+        assert after.queued
+        await broker.async_start()
+        await _wait_for(lambda: b"after" in {m.payload for m in sub.received}, 30)
+    await _wait_for(lambda: _count(dropped) == 1)
+    assert dropped[0].data["ids"] == [poison.id]
+    assert dropped[0].data["reasons"] == {"dead_letter": 1}
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"dead_letter_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders["topic"] == "dl/big"
+    assert issue.translation_placeholders["id"] == poison.id

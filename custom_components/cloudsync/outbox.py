@@ -22,6 +22,7 @@ from homeassistant.helpers.storage import STORAGE_DIR
 from .client import (
     BrokerConnection,
     DroppedMessage,
+    DropReason,
     Outbox,
     OutboxError,
     OutboxLimits,
@@ -145,6 +146,8 @@ async def async_open_outbox(
     @callback
     def _dropped(message: DroppedMessage) -> None:
         dropped.add(message.id, str(message.reason))
+        if message.reason is DropReason.DEAD_LETTER:
+            _async_report_dead_letter(hass, entry, broker, message)
 
     outbox = Outbox(
         connection,
@@ -167,6 +170,31 @@ async def async_open_outbox(
     if aside is not None:
         _async_report_corrupt(hass, entry, broker, aside, error or "")
     return outbox
+
+
+@callback
+def _async_report_dead_letter(
+    hass: HomeAssistant,
+    entry: CloudSyncConfigEntry,
+    broker: str,
+    message: DroppedMessage,
+) -> None:
+    """Tell the user a message was set aside because the broker kept dropping the link."""
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        f"dead_letter_{entry.entry_id}",
+        is_fixable=False,
+        is_persistent=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key="dead_letter",
+        translation_placeholders={
+            "broker": broker,
+            "topic": message.topic,
+            "id": message.id,
+            "path": str(outbox_path(hass, entry.entry_id)),
+        },
+    )
 
 
 @callback

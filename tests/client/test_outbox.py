@@ -32,7 +32,7 @@ from custom_components.cloudsync.client import (
 from custom_components.cloudsync.client.outbox import RateLimiter
 from custom_components.cloudsync.client.outbox_store import OutboxStore, set_aside
 from custom_components.cloudsync.client.outbox_writer import DropLog
-from tests.delivery import SUBSCRIBER_ARGS, compare, persistent_broker
+from tests.delivery import SUBSCRIBER_ARGS, compare, persistent_broker, save_state
 from tests.mosquitto import BrokerFactory, Mosquitto, MqttSubscriber, dynsec_config
 
 from .helpers import config_for
@@ -491,3 +491,53 @@ async def test_shutdown_queues_publishes_in_flight(
     store = OutboxStore(tmp_path / "o.db")
     assert [m.payload for m in store.fetch(0, 10, 1 << 20)] == [b"waiting"]
     store.close()
+
+
+async def test_message_that_breaks_the_link_goes_to_the_dead_letters(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """A queued message the broker drops the link for is isolated, then set aside.
+
+    Under MQTT 3.1.1 the client cannot know mosquitto's ``max_packet_size``: the broker
+    closes the connection on the oversized PUBLISH, every time it is retried. The queue
+    must not stall behind it: the others arrive, it ends in the dead letters.
+    """
+    broker = persistent_broker(broker_factory, start=False)
+    broker._extra_config += ["max_packet_size 512"]
+    broker._write_config()
+    broker.start()
+    connection = await _connected(broker)
+    dropped: list[DroppedMessage] = []
+    path = tmp_path / "o.db"
+    outbox = Outbox(connection, path, on_dropped=dropped.append)
+    await outbox.open()
+    sub = MqttSubscriber(
+        broker, "dl/#", qos=1, client_id="dead-letter-sub", extra_args=SUBSCRIBER_ARGS
+    )
+    async with sub:
+        await save_state(broker)
+        await _down(connection, broker)
+        small = [f"s{i}".encode() for i in range(10)]
+        for payload in small[:5]:
+            assert (await outbox.publish("dl/x", payload, 1)).queued
+        poison = await outbox.publish("dl/big", b"x" * 600, 1)
+        for payload in small[5:]:
+            assert (await outbox.publish("dl/x", payload, 1)).queued
+        await broker.async_start()
+        await _wait_for(lambda: outbox.queued == 0, timeout=30)
+        await _wait_for(lambda: set(small) <= {m.payload for m in sub.received})
+    assert [(d.id, d.reason) for d in dropped] == [(poison.id, DropReason.DEAD_LETTER)]
+    assert connection.connected
+    got = [m.payload for m in sub.received if m.payload in small]
+    report = compare(small, got)
+    assert report.complete
+    await connection.disconnect()
+    await outbox.close()
+    store = OutboxStore(path)
+    try:
+        assert [(m.id, m.topic, len(m.payload)) for m in store.dead_letters()] == [
+            (poison.id, "dl/big", 600)
+        ]
+        assert store.state().dropped == 1
+    finally:
+        store.close()

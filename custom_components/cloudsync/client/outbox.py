@@ -49,6 +49,9 @@ FETCH_ROWS: Final = 256
 FETCH_BYTES: Final = 4 * 1024 * 1024
 ACK_WATCHDOG: Final = 30.0
 RETRY_DELAY: Final = 1.0
+# A message in flight when the link dropped this often is sent alone from then on; one
+# that the link drops for that often while alone goes to the dead letters.
+SUSPECT_AFTER: Final = 2
 MIN_SLEEP: Final = 0.01
 
 
@@ -140,6 +143,9 @@ class Outbox:
         self._failure: CloudSyncError | None = None
         self._cursor = 0
         self._unlisten: Callable[[], None] | None = None
+        # seq -> link drops while in flight, while in flight alone (bounded by window).
+        self._suspects: dict[int, list[int]] = {}
+        self._alone: int | None = None  # the suspect sent with nothing else in flight
 
     @property
     def queued(self) -> int:
@@ -287,6 +293,7 @@ class Outbox:
             self._cursor = min(self._cursor, message.seq - 1)
         for drop in dropped:
             self._sent.pop(drop.seq, None)
+            self._suspects.pop(drop.seq, None)
         self._progress.set()
         self._changed()
         self._ensure_drain()
@@ -338,14 +345,43 @@ class Outbox:
                     return True
                 await self._wait_progress()
             for message in fresh:
-                while self._inflight >= self._window and self._round_ok():
+                alone = self._is_suspect(message)
+                while self._round_ok() and (
+                    self._inflight >= self._window or (alone and self._inflight)
+                ):
                     await self._wait_progress()
                 await self._limiter.acquire()
                 if not self._round_ok():
                     break
                 if self._sendable(message):
+                    self._alone = message.seq if alone else None
                     self._send(message)
+                while alone and message.seq in self._sent and self._round_ok():
+                    await self._wait_progress()  # nothing else goes with a suspect
         return False
+
+    def _is_suspect(self, message: QueuedMessage) -> bool:
+        """Return True for a message the link dropped under too often to send in company."""
+        return self._suspects.get(message.seq, [0, 0])[0] >= SUSPECT_AFTER
+
+    def _link_dropped_under(self, message: QueuedMessage) -> None:
+        """Count a link drop against a message in flight; dead-letter a proven culprit."""
+        counts = self._suspects.setdefault(message.seq, [0, 0])
+        counts[0] += 1
+        if self._alone == message.seq:
+            counts[1] += 1
+        if counts[1] >= SUSPECT_AFTER:
+            del self._suspects[message.seq]
+            _LOGGER.warning(
+                "The connection to %s dropped %d times while message %s to %s was in "
+                "flight, %d times alone: moved to the dead letters",
+                self._url,
+                counts[0],
+                message.id,
+                message.topic,
+                counts[1],
+            )
+            self._writer.drop(message, DropReason.DEAD_LETTER)
 
     def _sendable(self, message: QueuedMessage) -> bool:
         """Return False for a message in flight, acknowledged or dropped."""
@@ -395,6 +431,7 @@ class Outbox:
             NotConnectedError("cancelled") if future.cancelled() else future.exception()
         )
         if error is None:
+            self._suspects.pop(message.seq, None)
             self._writer.delivered_message(message)
             if self._on_delivered is not None:
                 self._on_delivered(message)
@@ -403,6 +440,8 @@ class Outbox:
             self._writer.drop(message, DropReason.REFUSED)
         else:
             self._cursor = min(self._cursor, message.seq - 1)
+            if isinstance(error, NotConnectedError):
+                self._link_dropped_under(message)
             if isinstance(error, CloudSyncError):
                 self._failure = error
 

@@ -37,6 +37,20 @@ _COLUMNS: Final = ("seq", "id", "topic", "payload", "qos", "retain", "created", 
 _SELECT: Final = "SELECT seq, id, topic, payload, qos, retain, created FROM messages"
 JOURNAL_SIZE_LIMIT: Final = 8 * 1024 * 1024
 _CHUNK: Final = 500  # bound variables per DELETE
+DEAD_LETTERS_KEPT: Final = 100  # the newest dead letters stay in the file, for a look
+_DEAD_LETTERS: Final = """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    created REAL NOT NULL,
+    size INTEGER NOT NULL,
+    moved REAL NOT NULL
+)
+"""
 
 
 class OverflowPolicy(StrEnum):
@@ -53,6 +67,7 @@ class DropReason(StrEnum):
     EXPIRED = "expired"
     REFUSED = "refused"
     TOO_LARGE = "too_large"
+    DEAD_LETTER = "dead_letter"  # the broker dropped the link for it, again and again
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +188,7 @@ class OutboxStore:
                 f"unknown outbox format {version} (this version reads {SCHEMA_VERSION})"
             )
             raise sqlite3.DatabaseError(msg)
+        db.execute(_DEAD_LETTERS)  # added after format 1 shipped: created when missing
         columns = tuple(row[1] for row in db.execute("PRAGMA table_info(messages)"))
         if columns != _COLUMNS:
             msg = f"unexpected columns in the messages table: {columns}"
@@ -229,6 +245,9 @@ class OutboxStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             delivered_count = len(self._delete(delivered))
+            self._keep_dead_letters(
+                drop.seq for drop in drops if drop.reason is DropReason.DEAD_LETTER
+            )
             gone = self._delete(drop.seq for drop in drops)
             dropped = [drop for drop in drops if drop.seq in gone]
             db.executemany(
@@ -264,6 +283,30 @@ class OutboxStore:
             self._count, self._bytes = totals
             raise
         return CommitResult(state, dropped)
+
+    def _keep_dead_letters(self, seqs: Iterable[int]) -> None:
+        """Copy messages to the dead letters (before their delete), keeping the newest."""
+        for seq in seqs:
+            self._db.execute(
+                "INSERT OR REPLACE INTO dead_letters SELECT *, ? FROM messages "
+                "WHERE seq = ?",
+                (datetime.now(UTC).timestamp(), seq),
+            )
+        self._db.execute(
+            "DELETE FROM dead_letters WHERE seq NOT IN "
+            "(SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT ?)",
+            (DEAD_LETTERS_KEPT,),
+        )
+
+    def dead_letters(self) -> list[QueuedMessage]:
+        """Return the kept dead letters, oldest first."""
+        return [
+            QueuedMessage(seq, msg_id, topic, payload, qos, bool(retain), created)
+            for seq, msg_id, topic, payload, qos, retain, created in self._db.execute(
+                "SELECT seq, id, topic, payload, qos, retain, created "
+                "FROM dead_letters ORDER BY seq"
+            )
+        ]
 
     def _delete(self, seqs: Iterable[int]) -> set[int]:
         """Delete messages by seq; return the seqs that existed."""
