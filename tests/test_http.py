@@ -30,8 +30,8 @@ from custom_components.cloudsync.const import (
     DOMAIN,
 )
 from custom_components.cloudsync.errors import UnauthorizedError, error_kind
-from custom_components.cloudsync.http import PUBLISH_SCHEMA
 from custom_components.cloudsync.http_auth import async_authenticate
+from custom_components.cloudsync.http_schemas import PUBLISH_SCHEMA
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import (
     MqttSubscriber,

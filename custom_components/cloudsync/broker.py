@@ -42,14 +42,13 @@ from .const import (
     MAX_SUBSCRIPTIONS,
     signal_outbox,
 )
-from .errors import LimitReachedError, NotSubscribedError
+from .errors import LimitReachedError
 from .hub import MessageHub
 from .registry import (
     LatestData,
     SensorOptions,
     Subscription,
     SubscriptionRegistry,
-    visible,
 )
 
 type SubscriptionListener = Callable[[Subscription, bool], None]
@@ -285,21 +284,9 @@ class CloudSyncBroker:
         With app isolation, data that arrived before the app subscribed (and was not
         retained) is not the app's.
         """
-        if is_wildcard(topic):
-            validate_filter(topic)
-            subs = [s for s in (self.subscriptions.get(topic),) if s is not None]
-        else:
-            validate_topic(topic)
-            subs = list(self._registry.matching(topic))
+        (validate_filter if is_wildcard(topic) else validate_topic)(topic)
         self.check_app(principal, app_id)
-        joined = [sub.joined[app_id] for sub in subs if app_id in sub.apps]
-        if not joined:
-            raise NotSubscribedError(_not_subscribed(topic))
-        since = min(joined) if self.isolated else None
-        if is_wildcard(topic):
-            return self._registry.latest_for_filter(topic, since)
-        data = self._registry.latest(topic)
-        return data if visible(data, since) else None
+        return self._registry.latest_for_app(app_id, topic, isolated=self.isolated)
 
     async def async_listen(self, topic_filter: str, qos: int) -> None:
         """Have the broker send a filter an automation listens to (see MessageHub)."""
@@ -377,7 +364,3 @@ class CloudSyncBroker:
             self._messages.notify(data)
         if self._hub.active:
             self._hub.dispatch(data)
-
-
-def _not_subscribed(topic: str) -> str:
-    return f"the app is not subscribed to a filter matching {topic}"

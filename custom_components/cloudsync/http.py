@@ -22,7 +22,6 @@ from homeassistant.util.json import json_loads
 import voluptuous as vol
 
 from .apps import LOCAL, Principal
-from .const import ACK_TIMEOUT, MAX_APP_ID_LENGTH, MAX_TOPIC_LENGTH, MAX_URL_LENGTH
 from .errors import (
     HANDLED,
     AmbiguousBrokerError,
@@ -34,8 +33,16 @@ from .errors import (
     error_kind,
 )
 from .http_auth import Caller, async_authenticate, check_local_allowed
+from .http_schemas import (
+    APPID,
+    PUBLISH_SCHEMA,
+    SUBSCRIBE_SCHEMA,
+    TOPIC,
+    UNSUBSCRIBE_SCHEMA,
+    URL,
+)
 from .lookup import broker_by_url
-from .payload import ENCODING_UTF8, ENCODINGS, decode_payload
+from .payload import decode_payload
 from .registry import latest_reply
 
 if TYPE_CHECKING:
@@ -45,77 +52,12 @@ if TYPE_CHECKING:
 
 BASE_URL: Final = "/api/v1/orchestration/cloudsyncmgr"
 _CALLER: Final = "cloudsync_caller"
-MAX_TIMEOUT: Final = 60.0
 COMPRESS_ABOVE: Final = 1024
 GET_FORMS: Final = (
     f"{BASE_URL}/getsubscribedata/<topic>/<appid> or "
     f"{BASE_URL}/getsubscribedata/<host>/<topic>/<appid>, "
     "with each / inside a topic sent as %2F"
 )
-
-
-def _qos(value: Any) -> int:
-    """Accept 0, 1, 2 as a JSON number or a string (the seed sends strings)."""
-    if isinstance(value, str) and value.strip() in ("0", "1", "2"):
-        return int(value)
-    if type(value) is int and value in (0, 1, 2):
-        return value
-    msg = "qos must be 0, 1 or 2"
-    raise vol.Invalid(msg)
-
-
-def _flag(value: Any) -> bool:
-    """Accept a JSON boolean or the strings "true" / "false"."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    msg = "expected true or false"
-    raise vol.Invalid(msg)
-
-
-def _seconds(value: Any) -> float:
-    """Accept a number of seconds in (0, MAX_TIMEOUT]."""
-    if type(value) in (int, float) and 0 < value <= MAX_TIMEOUT:
-        return float(value)
-    msg = f"timeout must be a number of seconds above 0 and up to {MAX_TIMEOUT:g}"
-    raise vol.Invalid(msg)
-
-
-def _text(max_length: int) -> vol.All:
-    return vol.All(
-        str,
-        vol.Length(min=1, max=max_length),
-        vol.Match(r"^[^\x00-\x1f\x7f-\x9f]+\Z", msg="control characters"),
-    )
-
-
-APPID = _text(MAX_APP_ID_LENGTH)
-TOPIC = vol.All(str, vol.Length(max=MAX_TOPIC_LENGTH))  # the rest: invalid_topic
-URL = _text(MAX_URL_LENGTH)
-_BASE: dict[vol.Marker, Any] = {
-    vol.Required("appid"): APPID,
-    vol.Required("topic"): TOPIC,
-    vol.Required("url"): URL,
-}
-# Unknown keys are dropped, as the original ignored them.
-PUBLISH_SCHEMA: Final = vol.Schema(
-    {
-        **_BASE,
-        vol.Required("payload"): str,
-        vol.Optional("qos"): _qos,
-        vol.Optional("retain"): _flag,
-        vol.Optional("encoding", default=ENCODING_UTF8): vol.All(
-            str, vol.Lower, vol.In(ENCODINGS)
-        ),
-        vol.Optional("timeout", default=ACK_TIMEOUT): _seconds,
-    },
-    extra=vol.REMOVE_EXTRA,
-)
-SUBSCRIBE_SCHEMA: Final = vol.Schema(
-    {**_BASE, vol.Optional("qos"): _qos}, extra=vol.REMOVE_EXTRA
-)
-UNSUBSCRIBE_SCHEMA: Final = vol.Schema(_BASE, extra=vol.REMOVE_EXTRA)
 
 
 type _Reply = dict[str, Any] | tuple[dict[str, Any], HTTPStatus]

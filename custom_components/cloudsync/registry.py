@@ -17,7 +17,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .cache import CacheLimits, LatestCache
-from .client import FilterTrie, topic_matches
+from .client import FilterTrie, is_wildcard, topic_matches
 from .const import (
     CONF_CACHE,
     CONF_MAX_SIZE,
@@ -156,6 +156,31 @@ class SubscriptionRegistry:
             msg = f"{app_id} is not subscribed to {topic_filter}"
             raise NotSubscribedError(msg)
         return subscription
+
+    def latest_for_app(
+        self, app_id: str, topic: str, *, isolated: bool
+    ) -> LatestData | None:
+        """Return the newest data on a topic, or on any topic under one of its filters.
+
+        The app must be subscribed to a matching filter (to the filter itself when
+        ``topic`` has wildcards). ``isolated``: data that arrived before the app joined
+        (and was not retained) is not the app's.
+        """
+        wildcard = is_wildcard(topic)
+        subs = (
+            [s for s in (self._subscriptions.get(topic),) if s is not None]
+            if wildcard
+            else list(self.matching(topic))
+        )
+        joined = [sub.joined[app_id] for sub in subs if app_id in sub.apps]
+        if not joined:
+            msg = f"the app is not subscribed to a filter matching {topic}"
+            raise NotSubscribedError(msg)
+        since = min(joined) if isolated else None
+        if wildcard:
+            return self.latest_for_filter(topic, since)
+        data = self.latest(topic)
+        return data if visible(data, since) else None
 
     def matching(self, topic: str) -> Iterator[Subscription]:
         """Yield the subscriptions whose filter matches a concrete topic."""
