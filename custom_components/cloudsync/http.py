@@ -242,8 +242,12 @@ class UnsubscribeView(CloudSyncView):
 class SubscribeDataView(CloudSyncView):
     """GET /getsubscribedata/[{host}/]{topic}/{appid}: the latest data on a topic."""
 
-    url = f"{BASE_URL}/getsubscribedata/{{topic}}/{{appid}}"
-    extra_urls = [f"{BASE_URL}/getsubscribedata/{{host}}/{{topic}}/{{appid}}"]  # noqa: RUF012
+    # aiohttp's default segment pattern [^{}/]+ refuses topics with braces (newer
+    # aiohttp matches decoded paths); any character but / is a segment here.
+    url = f"{BASE_URL}/getsubscribedata/{{topic:[^/]+}}/{{appid:[^/]+}}"
+    extra_urls = [  # noqa: RUF012
+        f"{BASE_URL}/getsubscribedata/{{host:[^/]+}}/{{topic:[^/]+}}/{{appid:[^/]+}}"
+    ]
     name = "api:cloudsync:getsubscribedata"
 
     @_api
