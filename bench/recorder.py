@@ -69,8 +69,8 @@ class RecorderDb:
         wal = self.path.with_name(self.path.name + "-wal")
         return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
 
-    def counts(self, sensors: set[str]) -> dict[str, Any]:
-        """Return the rows per table, the marker rows and the sensors' state rows."""
+    def counts(self) -> dict[str, Any]:
+        """Return the rows per table, the marker rows and each entity's state rows."""
         with contextlib.closing(
             sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
         ) as db:
@@ -83,36 +83,36 @@ class RecorderDb:
                 " ON e.event_type_id = t.event_type_id WHERE t.event_type = ?",
                 (MARKER,),
             ).fetchone()[0]
-            per_entity = dict(
+            # Every entity's, so that the next burst (other sensors) can start here.
+            rows["entity_states"] = dict(
                 db.execute(
                     "SELECT m.entity_id, COUNT(*) FROM states s JOIN states_meta m"
                     " ON s.metadata_id = m.metadata_id GROUP BY m.entity_id"
                 ).fetchall()
             )
-            rows["sensor_states"] = {s: per_entity.get(s, 0) for s in sensors}
         rows["bytes"] = self.size()
         return rows
 
-    async def committed(self, ctx: Context, sensors: set[str]) -> dict[str, Any]:
+    async def committed(self, ctx: Context) -> dict[str, Any]:
         """Fire a marker event; return the counts once the recorder committed it."""
         loop = asyncio.get_running_loop()
-        before = await self._markers(sensors)
+        before = await self._markers()
         await ctx.api.post(f"/api/events/{MARKER}", {})
         deadline = time.monotonic() + _MARKER_TIMEOUT
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             with contextlib.suppress(sqlite3.Error):
-                counts = await loop.run_in_executor(None, self.counts, sensors)
+                counts = await loop.run_in_executor(None, self.counts)
                 if counts["markers"] > before:
                     return counts
         msg = f"the recorder did not commit a marker event in {_MARKER_TIMEOUT:g} s"
         raise BenchError(msg)
 
-    async def _markers(self, sensors: set[str]) -> int:
+    async def _markers(self) -> int:
         """Return the marker rows so far (-1 while the database is being created)."""
         loop = asyncio.get_running_loop()
         try:
-            counts = await loop.run_in_executor(None, self.counts, sensors)
+            counts = await loop.run_in_executor(None, self.counts)
         except sqlite3.Error:
             return -1
         return int(counts["markers"])
@@ -201,7 +201,7 @@ class Burst:
         tap = counter if isinstance(counter, EventTap) else None
         await ctx.settle()
         if before is None:
-            before = await self.db.committed(ctx, self.sensors)
+            before = await self.db.committed(ctx)
         start_cache = await _cache_counts(ctx) if counter == "cache" else 0
         rss_before = ctx.hass_rss()
         probe = LatencyProbe(f"{ctx.api.base_url}/api/", ctx.api.headers)
@@ -227,7 +227,7 @@ class Burst:
             elif counter == "cache":
                 delivered = await _wait_cache(ctx, start_cache, count)
             await asyncio.sleep(_COALESCE_WAIT)
-            after = await self.db.committed(ctx, self.sensors)
+            after = await self.db.committed(ctx)
         await probe.stop()
         await rss.stop()
         await ctx.settle(timeout=30)
@@ -247,7 +247,7 @@ class Burst:
         rows = {t: after[t] - before[t] for t in _TABLES}
         rows["events"] -= after["markers"] - before["markers"]
         sensor_rows = [
-            after["sensor_states"][s] - before["sensor_states"].get(s, 0)
+            after["entity_states"].get(s, 0) - before["entity_states"].get(s, 0)
             for s in self.sensors
         ]
         result = {
