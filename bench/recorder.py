@@ -273,6 +273,13 @@ class Burst:
             "get_n": len(during),
             "get_max_to_commit_ms": _ms(to_commit, 1.0),
             "get_n_to_commit": len(to_commit),
+            # The five slowest GETs: seconds after the first message sent, ms taken.
+            "get_slowest": [
+                [round(sent - burst["start"], 3), round(took * 1000, 1)]
+                for sent, took in sorted(
+                    probe.samples, key=lambda sample: sample[1], reverse=True
+                )[:5]
+            ],
             "rss_start_mb": rss_before / _MIB,
             "rss_end_mb": rss_after / _MIB,
             "rss_growth_mb": (rss_after - rss_before) / _MIB,
