@@ -27,6 +27,10 @@ FULL = Options(
     retries=12,
     outbox_messages=5_000,
     outbox_concurrency=8,
+    recorder_messages=20_000,
+    recorder_event_messages=5_000,
+    wide_topics=100_000,
+    wide_cache_topics=1_000,
 )
 QUICK = Options(
     rounds=1,
@@ -40,6 +44,10 @@ QUICK = Options(
     retries=3,
     outbox_messages=500,
     outbox_concurrency=8,
+    recorder_messages=3_000,
+    recorder_event_messages=0,
+    wide_topics=5_000,
+    wide_cache_topics=1_000,
 )
 
 
@@ -63,6 +71,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--outbox-concurrency", type=int, help="workers sending them (default 8)"
+    )
+    parser.add_argument(
+        "--recorder-messages", type=int, help="burst size with the recorder on"
+    )
+    parser.add_argument(
+        "--recorder-event-messages",
+        type=int,
+        help="burst with message_events on, recorder on (0 skips it)",
+    )
+    parser.add_argument(
+        "--wide-topics", type=int, help="distinct topics against the cache cap"
     )
     parser.add_argument(
         "--retries",
@@ -95,6 +114,9 @@ def _options(args: argparse.Namespace) -> Options:
         "retries": args.retries,
         "outbox_messages": args.outbox_messages,
         "outbox_concurrency": args.outbox_concurrency,
+        "recorder_messages": args.recorder_messages,
+        "recorder_event_messages": args.recorder_event_messages,
+        "wide_topics": args.wide_topics,
     }
     if args.concurrency:
         changes["concurrencies"] = tuple(int(c) for c in args.concurrency.split(","))

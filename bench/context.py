@@ -37,6 +37,10 @@ class Options:
     retries: int
     outbox_messages: int
     outbox_concurrency: int
+    recorder_messages: int  # the burst on the ingest topics with the recorder on
+    recorder_event_messages: int  # the same with message_events on (0: skipped)
+    wide_topics: int  # distinct topics of the burst against the cache cap
+    wide_cache_topics: int  # the cache's max_topics for it
 
 
 class DeliveryCounter:
@@ -122,8 +126,11 @@ class Context:
     hass_starts: int = 1
     entry_id: str = ""  # cloudsync's config entry
 
-    async def restart_hass(self) -> None:
-        """Stop Home Assistant and start it again with its config and storage."""
+    async def restart_hass(self, *, recorder: bool = False) -> None:
+        """Stop Home Assistant and start it again with its storage.
+
+        ``recorder`` starts it with HA's recorder in the configuration.
+        """
         await self.api.close()
         await self.processes.stop(self.hass_child)
         self.hass_starts += 1
@@ -133,6 +140,7 @@ class Context:
             self.integration,
             self.api.port,
             self.hass_starts,
+            recorder=recorder,
         )
         self.hass = psutil.Process(self.hass_child.pid)
         self.profiler.pid = self.hass_child.pid

@@ -41,7 +41,15 @@ async def stop_reading(
 async def open_event_socket(
     ctx: Context, event_types: Sequence[str], name: str
 ) -> aiohttp.ClientWebSocketResponse:
-    """Open an authenticated websocket subscribed to ``event_types``.
+    """Open an authenticated websocket subscribed to ``event_types``."""
+    commands = [{"type": "subscribe_events", "event_type": t} for t in event_types]
+    return await open_socket(ctx, commands, name)
+
+
+async def open_socket(
+    ctx: Context, commands: Sequence[dict[str, Any]], name: str
+) -> aiohttp.ClientWebSocketResponse:
+    """Open an authenticated websocket and send ``commands`` (subscriptions).
 
     Coalescing lets HA send a burst's events as a few large frames.
     """
@@ -51,11 +59,11 @@ async def open_event_socket(
     await ws.receive_json()
     await ws.send_json({"type": "auth", "access_token": ctx.api.token})
     replies = [await ws.receive_json()]
-    commands: list[dict[str, Any]] = [
+    sent: list[dict[str, Any]] = [
         {"type": "supported_features", "features": {"coalesce_messages": 1}},
-        *({"type": "subscribe_events", "event_type": t} for t in event_types),
+        *commands,
     ]
-    for msg_id, command in enumerate(commands, 1):
+    for msg_id, command in enumerate(sent, 1):
         await ws.send_json({"id": msg_id, **command})
         replies.append(await ws.receive_json())
     if replies[0].get("type") != "auth_ok" or not all(

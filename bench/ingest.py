@@ -23,7 +23,7 @@ import aiohttp
 from yarl import URL
 
 from .context import Context
-from .ha import open_event_socket, stop_reading
+from .ha import open_event_socket, open_socket, stop_reading
 from .processes import PYTHON, BenchError
 
 BASE = "/api/v1/orchestration/cloudsyncmgr"
@@ -39,13 +39,13 @@ def topics(ctx: Context) -> list[str]:
     return [f"bench/in/{index}" for index in range(ctx.options.ingest_topics)]
 
 
-async def _subscribe(ctx: Context) -> set[str]:
-    """Subscribe cloudsync to the ingest topics; return their sensors' entity ids."""
-    for topic in topics(ctx):
+async def subscribe(ctx: Context, filters: list[str]) -> set[str]:
+    """Subscribe cloudsync to ``filters`` (REST); return their sensors' entity ids."""
+    for topic in filters:
         await ctx.api.post(
             f"{BASE}/subscribe", {"appid": APP_ID, "topic": topic, "url": "127.0.0.1"}
         )
-    wanted = {f"_topic_{topic}" for topic in topics(ctx)}
+    wanted = {f"_topic_{topic}" for topic in filters}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         ids = {
@@ -56,7 +56,7 @@ async def _subscribe(ctx: Context) -> set[str]:
         if len(ids) == len(wanted):
             return ids
         await asyncio.sleep(0.2)
-    msg = "the ingest topics' sensors did not appear"
+    msg = f"the sensors of {filters} did not appear"
     raise BenchError(msg)
 
 
@@ -84,6 +84,22 @@ class EventTap:
         """Connect, authenticate and subscribe to the two event types."""
         ws = await open_event_socket(ctx, _EVENT_TYPES, "event")
         return cls(ws, sensors)
+
+    @classmethod
+    async def open_triggers(cls, ctx: Context, filters: list[str]) -> EventTap:
+        """Count through ``cloudsync`` triggers on ``filters`` instead of bus events.
+
+        ``subscribe_trigger`` sends each trigger's variables to the websocket (no bus
+        event, nothing for the recorder); the payload appears in them as in an event.
+        """
+        triggers = [
+            {"platform": "cloudsync", "config_entry_id": ctx.entry_id, "topic": topic}
+            for topic in filters
+        ]
+        ws = await open_socket(
+            ctx, [{"type": "subscribe_trigger", "trigger": triggers}], "trigger"
+        )
+        return cls(ws, set())
 
     def start(self, tag: str) -> None:
         """Count the messages of the burst tagged ``tag`` from now on."""
@@ -126,11 +142,16 @@ class Ingest:
         self._ctx = ctx
         self._sensors = sensors
 
+    @property
+    def sensors(self) -> set[str]:
+        """Return the entity ids of the ingest topics' sensors."""
+        return self._sensors
+
     @classmethod
     async def prepare(cls, ctx: Context) -> Ingest:
         """Turn the per-message event on and subscribe cloudsync to the topics."""
         await ctx.api.options_flow(ctx.entry_id, {"message_events": True})
-        return cls(ctx, await _subscribe(ctx))
+        return cls(ctx, await subscribe(ctx, topics(ctx)))
 
     async def run(self, round_no: int) -> dict[str, Any]:
         """Burst into the registry and return the ingest metrics."""
@@ -175,73 +196,96 @@ class Ingest:
             "other_load_cores": cpu["other_cores"],
         }
 
-    def _data_url(self, topic: str) -> URL:
-        """Return the GET URL of a topic's latest data (``/`` sent as ``%2F``)."""
-        path = f"{BASE}/getsubscribedata/127.0.0.1/{topic.replace('/', '%2F')}/{APP_ID}"
-        return URL(f"{self._ctx.api.base_url}{path}", encoded=True)
-
-    async def _latest(self, topic: str) -> list[str]:
-        """Return the registry's latest payload on a topic, split at spaces."""
-        api = self._ctx.api
-        async with api.session.get(self._data_url(topic), headers=api.headers) as resp:
-            reply = await resp.json(content_type=None)
-        return str(reply.get("Message", "")).split(" ")
-
     async def _poll_last(self, tag: str, timeout: float) -> float | None:
-        """Return when the registry first answered the burst's last message.
-
-        Messages on one connection are handled in order, so the last one in the
-        registry means the burst went through. Polled every 5 ms, which costs HA a
-        few per cent of a core.
-        """
+        """Return when the registry first answered the burst's last message."""
         names, last = topics(self._ctx), self._ctx.options.ingest_messages - 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (await self._latest(names[last % len(names)]))[1:] == [str(last), tag]:
-                return time.time()
-            await asyncio.sleep(_POLL)
-        return None
+        return await poll_last(
+            self._ctx, names[last % len(names)], [str(last), tag], timeout
+        )
 
     async def _burst(self, tag: str) -> dict[str, float]:
         """Run the publisher process and return its summary."""
         ctx = self._ctx
-        child = await ctx.processes.start(
-            "publisher",
-            PYTHON,
-            "-m",
-            "bench.publisher",
-            str(ctx.broker_port),
-            str(ctx.options.ingest_messages),
-            tag,
-            *topics(ctx),
-            pipes=True,
-        )
-        output, _ = await child.process.communicate()
-        await ctx.processes.stop(child)
-        if child.process.returncode != 0:
-            msg = f"publisher failed ({child.process.returncode}): {output!r}"
-            raise BenchError(msg)
-        summary: dict[str, float] = json.loads(output)
-        return summary
+        return await run_publisher(ctx, ctx.options.ingest_messages, tag, topics(ctx))
 
     @staticmethod
     async def _wait_for(tap: EventTap, count: int) -> None:
         """Wait until every message arrived, or nothing arrived for a while."""
-        last_count, last_change = -1, time.monotonic()
-        while (
-            len(tap.seqs) < count
-            and not tap.dropped
-            and time.monotonic() - last_change < _STALL
-        ):
-            await asyncio.sleep(0.02)
-            if len(tap.seqs) != last_count:
-                last_count, last_change = len(tap.seqs), time.monotonic()
+        await wait_for(tap, count)
 
     async def _registry_has_last(self, tag: str) -> bool:
         """Return True when the registry holds each topic's last payload of the burst."""
         count, names = self._ctx.options.ingest_messages, topics(self._ctx)
         for index, topic in enumerate(names):
             last_seq = max(s for s in range(count) if s % len(names) == index)
-            if (await self._latest(topic))[1:] != [str(last_seq), tag]:
+            if (await latest(self._ctx, topic))[1:] != [str(last_seq), tag]:
                 return False
         return True
+
+
+def _data_url(ctx: Context, topic: str) -> URL:
+    """Return the GET URL of a topic's latest data (``/`` sent as ``%2F``)."""
+    path = f"{BASE}/getsubscribedata/127.0.0.1/{topic.replace('/', '%2F')}/{APP_ID}"
+    return URL(f"{ctx.api.base_url}{path}", encoded=True)
+
+
+async def latest(ctx: Context, topic: str) -> list[str]:
+    """Return the registry's latest payload on a topic, split at spaces."""
+    api = ctx.api
+    async with api.session.get(_data_url(ctx, topic), headers=api.headers) as resp:
+        reply = await resp.json(content_type=None)
+    return str(reply.get("Message", "")).split(" ")
+
+
+async def poll_last(
+    ctx: Context, topic: str, wanted: list[str], timeout: float
+) -> float | None:
+    """Return when the registry first answered ``<time> *wanted`` on ``topic``.
+
+    Messages on one connection are handled in order, so a burst's last message in the
+    registry means the burst went through. Polled every 5 ms, which costs HA a few per
+    cent of a core.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (await latest(ctx, topic))[1:] == wanted:
+            return time.time()
+        await asyncio.sleep(_POLL)
+    return None
+
+
+async def run_publisher(
+    ctx: Context, count: int, tag: str, names: list[str]
+) -> dict[str, float]:
+    """Run ``bench.publisher`` (``names``: topics or ``--distinct N PREFIX``)."""
+    child = await ctx.processes.start(
+        "publisher",
+        PYTHON,
+        "-m",
+        "bench.publisher",
+        str(ctx.broker_port),
+        str(count),
+        tag,
+        *names,
+        pipes=True,
+    )
+    output, _ = await child.process.communicate()
+    await ctx.processes.stop(child)
+    if child.process.returncode != 0:
+        msg = f"publisher failed ({child.process.returncode}): {output!r}"
+        raise BenchError(msg)
+    summary: dict[str, float] = json.loads(output)
+    return summary
+
+
+async def wait_for(tap: EventTap, count: int) -> None:
+    """Wait until every message arrived, or nothing arrived for a while."""
+    last_count, last_change = -1, time.monotonic()
+    while (
+        len(tap.seqs) < count
+        and not tap.dropped
+        and time.monotonic() - last_change < _STALL
+    ):
+        await asyncio.sleep(0.02)
+        if len(tap.seqs) != last_count:
+            last_count, last_change = len(tap.seqs), time.monotonic()

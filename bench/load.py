@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass, field
 import time
 
@@ -105,3 +106,68 @@ def _failed(result: LoadResult, detail: str) -> None:
     result.errors += 1
     if len(result.error_samples) < _MAX_ERROR_SAMPLES:
         result.error_samples.append(detail)
+
+
+class LatencyProbe:
+    """An open-loop GET at a fixed rate, each request timed, in the background.
+
+    A request is started every ``1 / rate`` seconds whether or not the previous one
+    was answered, so a stalled event loop shows up as a few slow requests rather than
+    as fewer requests.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str], rate: float = 100.0) -> None:
+        """Probe ``url`` at ``rate`` requests per second once started."""
+        self._url = url
+        self._headers = headers
+        self._interval = 1 / rate
+        self.samples: list[tuple[float, float]] = []  # (sent at, seconds)
+        self.errors: list[str] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Open the connections and start probing."""
+        self._session = new_session(16)
+        await warm_up(self._session, self._url, self._headers, 4)
+        self._task = asyncio.create_task(self._run(), name="bench latency probe")
+
+    async def stop(self) -> None:
+        """Stop sending, wait for the answers still due, close the connections."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=30)
+        if self._session is not None:
+            await self._session.close()
+
+    def latencies(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
+        """Return the latencies (s) of requests sent between ``since`` and ``until``."""
+        return [took for sent, took in self.samples if since <= sent <= until]
+
+    async def _run(self) -> None:
+        next_at = time.perf_counter()
+        while True:
+            task = asyncio.create_task(self._one())
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            next_at += self._interval
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def _one(self) -> None:
+        assert self._session is not None  # noqa: S101
+        sent_wall, sent_at = time.time(), time.perf_counter()
+        try:
+            async with self._session.get(self._url, headers=self._headers) as resp:
+                await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as err:
+            self.errors.append(f"{type(err).__name__}: {err}")
+            return
+        if status >= 300:  # noqa: PLR2004
+            self.errors.append(f"GET {status}")
+            return
+        self.samples.append((sent_wall, time.perf_counter() - sent_at))

@@ -198,10 +198,19 @@ async def start_mosquitto(
     return child
 
 
-def write_ha_config(config_dir: Path, integration: Path, port: int) -> None:
+# HA's default recorder (SQLite in the config dir, default commit interval) and the
+# diagnostics the recorder phase reads cloudsync's cache counts from.
+RECORDER_CONFIG = "recorder:\ndiagnostics:\n"
+
+
+def write_ha_config(
+    config_dir: Path, integration: Path, port: int, *, recorder: bool = False
+) -> None:
     """Write a minimal Home Assistant configuration with cloudsync linked in."""
-    (config_dir / "custom_components").mkdir(parents=True)
-    (config_dir / "custom_components" / "cloudsync").symlink_to(integration.resolve())
+    link = config_dir / "custom_components" / "cloudsync"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True)
+        link.symlink_to(integration.resolve())
     (config_dir / "configuration.yaml").write_text(
         "# Written by scripts/bench for one run.\n"
         "homeassistant:\n"
@@ -216,25 +225,28 @@ def write_ha_config(config_dir: Path, integration: Path, port: int) -> None:
         "onboarding:\n"
         "websocket_api:\n"
         "logger:\n"
-        "  default: warning\n",
+        "  default: warning\n"
+        f"{RECORDER_CONFIG if recorder else ''}",
         encoding="utf-8",
     )
 
 
-async def start_home_assistant(
+async def start_home_assistant(  # noqa: PLR0913
     processes: Processes,
     workdir: Path,
     integration: Path,
     port: int,
     generation: int = 1,
+    *,
+    recorder: bool = False,
 ) -> Child:
     """Start Home Assistant on 127.0.0.1:port and wait until its HTTP server listens.
 
-    ``generation`` counts restarts: a restart keeps the config, each start has its log.
+    ``generation`` counts restarts: a restart keeps the storage, each start has its log.
+    ``recorder`` adds HA's recorder (and diagnostics) to the configuration.
     """
     config_dir = workdir / "config"
-    if generation == 1:
-        write_ha_config(config_dir, integration, port)
+    write_ha_config(config_dir, integration, port, recorder=recorder)
     log = workdir / ("hass.log" if generation == 1 else f"hass-{generation}.log")
     hass = Path(PYTHON).parent / "hass"
     # --skip-pip: everything needed is in the venv; never install at run time.

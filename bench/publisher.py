@@ -3,7 +3,8 @@
 Run as ``python -m bench.publisher PORT COUNT TAG TOPIC...``. It speaks MQTT 3.1.1 over a
 plain socket with prebuilt packets, so the burst costs almost no CPU next to the Home
 Assistant it loads. Message ``seq`` goes to ``TOPIC[seq % len(TOPIC)]`` with the payload
-``<time> <seq> <TAG>``. After the last PUBLISH it waits for a PINGRESP: the broker answers
+``<time> <seq> <TAG>``. With ``--distinct N PREFIX`` instead of the topics, the topics are
+``PREFIX/0`` ... ``PREFIX/<N-1>`` (too many for the command line). After the last PUBLISH it waits for a PINGRESP: the broker answers
 in order, so by then it has routed every message. It prints one JSON line::
 
     {"sent": N, "start": <time.time()>, "routed": <time.time()>}
@@ -83,6 +84,9 @@ def burst(port: int, count: int, tag: str, topics: list[str]) -> dict[str, float
 def main() -> None:
     """Parse the arguments, burst, print the JSON summary."""
     port, count, tag, *topics = sys.argv[1:]
+    if topics[0] == "--distinct":
+        _, distinct, prefix = topics
+        topics = [f"{prefix}/{index}" for index in range(int(distinct))]
     sys.stdout.write(json.dumps(burst(int(port), int(count), tag, topics)) + "\n")
 
 

@@ -32,6 +32,7 @@ from .processes import (
     start_mosquitto,
 )
 from .profile import Profiler
+from .recorder import prepare_recorder, run_recorder
 from .report import aggregate
 from .requests import run_round
 
@@ -64,7 +65,7 @@ async def _configure(api: HomeAssistantApi, broker_port: int) -> dict[str, Any]:
 
 
 async def _phases(ctx: Context) -> dict[str, Any]:
-    """Run the rounds (request phases + ingest), then the outbox and memory phases."""
+    """Run the rounds (request phases + ingest), then outbox, recorder and memory."""
     ingest = await Ingest.prepare(ctx)
     rounds = []
     for round_no in range(1, ctx.options.rounds + 1):
@@ -74,11 +75,29 @@ async def _phases(ctx: Context) -> dict[str, Any]:
         rounds.append({"requests": requests, "ingest": await ingest.run(round_no)})
     log(f"outbox: {ctx.options.outbox_messages} publishes with the broker down, twice")
     outbox = await run_outbox(ctx)
-    log("restarting Home Assistant for the memory phase")
+    wide_sensors = await prepare_recorder(ctx)
+    log("restarting Home Assistant with the recorder on")
+    await ctx.restart_hass(recorder=True)
+    log(
+        f"recorder: {ctx.options.recorder_messages} messages on "
+        f"{ctx.options.ingest_topics} topics, {ctx.options.wide_topics} topics"
+        + (
+            f", {ctx.options.recorder_event_messages} with message events"
+            if ctx.options.recorder_event_messages
+            else ""
+        )
+    )
+    recorder = await run_recorder(ctx, ingest.sensors, wide_sensors)
+    log("restarting Home Assistant (no recorder) for the memory phase")
     await ctx.restart_hass()
     log(f"memory: {ctx.options.subscriptions} subscriptions, topic sensors off and on")
     memory = await run_memory(ctx)
-    return {"rounds": rounds, "outbox": outbox, "memory": memory}
+    return {
+        "rounds": rounds,
+        "outbox": outbox,
+        "recorder": recorder,
+        "memory": memory,
+    }
 
 
 async def run(

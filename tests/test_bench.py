@@ -58,6 +58,8 @@ def test_bench_quick(tmp_path: Path) -> None:
     measured += [
         ("ingest", phases["ingest"]),
         *((f"outbox {name}", cycle) for name, cycle in phases["outbox"].items()),
+        ("recorder counted", phases["recorder"]["counted"]),
+        ("recorder wide", phases["recorder"]["wide"]),
         ("memory", phases["memory"]),
         ("memory_no_sensors", phases["memory_no_sensors"]),
     ]
@@ -79,6 +81,14 @@ def test_bench_quick(tmp_path: Path) -> None:
         assert cycle["enqueue_rps"] > 0
         assert cycle["drain_msgs_per_s"] > 0
         assert cycle["raw_paho"]["delivered"] == cycle["sent"]
+    recorder = phases["recorder"]
+    # With the recorder on: every burst reached the recorder's counts (a committed
+    # marker before and after), and the GET probe ran during the default burst.
+    assert recorder["default"]["errors"] == 0, recorder["default"]["error_samples"]
+    assert recorder["default"]["get_n"] > 0
+    for burst in recorder.values():
+        assert burst["rows"]["events"] >= 0
+        assert burst["state_rows_per_sensor_max"] > 0
     assert phases["memory"]["sensors"] == phases["memory"]["subscriptions"]
     assert phases["memory_no_sensors"]["sensors"] == 0
     assert {t["target"] for t in data["targets"]}
