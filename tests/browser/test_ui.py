@@ -139,6 +139,11 @@ def test_add_tls_broker(
     page.get_by_role("button", name="Add service").click()
     _submit_url(page, tls.url)
     expect(page.get_by_text("TLS certificates")).to_be_visible()
+    # Leaving the flow open at the TLS step must not block adding the broker again.
+    page.get_by_label("Close").click()
+    page.get_by_role("button", name="Add service").click()
+    _submit_url(page, tls.url)
+    expect(page.get_by_text("TLS certificates")).to_be_visible()
     expect(page.get_by_text(f"Certificates for {tls.url}")).to_be_visible()
     _upload(page, "CA certificate", tls.files["other_ca"])
     _upload(page, "Client certificate", tls.files["client_cert"])
@@ -146,7 +151,7 @@ def test_add_tls_broker(
     steps.shot("tls-certificates", readme=True)
     page.get_by_role("button", name="Submit").click()
     expect(_error(page)).to_contain_text(
-        "The TLS handshake failed: check the CA, the client certificate and the hostname."
+        "The TLS handshake failed: check the CA, the client certificate and the hostname"
     )
     steps.shot("tls-wrong-ca")
     _upload(page, "CA certificate", tls.files["ca"])
@@ -158,3 +163,63 @@ def test_add_tls_broker(
     ).to_be_visible()
     page.get_by_role("button", name="Finish").click()
     expect(page.get_by_text(f"127.0.0.1:{tls.port}", exact=True)).to_be_visible()
+
+
+def test_options(
+    page: Page, home_assistant: HomeAssistantServer, plain: Mosquitto, steps: Steps
+):
+    """The options form: change the default QoS, turn topic sensors off and on."""
+    _open_cloudsync(page, home_assistant)
+    row = page.locator("ha-config-entry-row, ha-list-item, mwc-list-item").filter(
+        has_text=f"127.0.0.1:{plain.port}"
+    )
+    row.first.get_by_role("button", name="Configure").click()
+    expect(page.get_by_text("CloudSync options")).to_be_visible()
+    expect(page.get_by_text("Default QoS")).to_be_visible()
+    expect(page.get_by_text("A sensor for each subscribed topic")).to_be_visible()
+    steps.shot("options", readme=True)
+    page.get_by_label("Default QoS").click()
+    page.get_by_role("option", name="1", exact=True).click()
+    topic_sensors = page.get_by_role(
+        "switch", name="A sensor for each subscribed topic"
+    )
+    expect(topic_sensors).to_be_checked()
+    topic_sensors.click()
+    expect(topic_sensors).not_to_be_checked()
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("Options successfully saved")).to_be_visible()
+    page.get_by_role("button", name="Finish").click()
+
+    row.first.get_by_role("button", name="Configure").click()
+    expect(page.get_by_label("Default QoS")).to_contain_text("1")
+    expect(topic_sensors).not_to_be_checked()
+    topic_sensors.click()
+    expect(topic_sensors).to_be_checked()
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("Options successfully saved")).to_be_visible()
+    page.get_by_role("button", name="Finish").click()
+
+
+def test_device_page(
+    page: Page, home_assistant: HomeAssistantServer, plain: Mosquitto, steps: Steps
+):
+    """REST subscribe + publish; the device page shows them; a stopped broker shows too."""
+    token = page.evaluate("JSON.parse(localStorage.hassTokens).access_token")
+    body = {"appid": "ui", "url": plain.url, "topic": "demo/#"}
+    status, answer = _rest(home_assistant, token, "subscribe", body)
+    assert status == 200, answer
+    body = {"appid": "ui", "url": plain.url, "topic": "demo/temp", "payload": "21.5"}
+    status, answer = _rest(home_assistant, token, "publish", body)
+    assert status == 200, answer
+
+    _open_cloudsync(page, home_assistant)
+    page.get_by_role("link", name="1 service").first.click()
+    expect(page.get_by_text(f"127.0.0.1:{plain.port}").first).to_be_visible()
+    expect(page.get_by_text("Connected", exact=True)).to_be_visible()
+    expect(page.get_by_text("21.5", exact=True)).to_be_visible()
+    steps.shot("device", readme=True)
+
+    plain.stop()
+    expect(page.get_by_text("Disconnected", exact=True)).to_be_visible()
+    expect(page.get_by_text("Unavailable", exact=True).first).to_be_visible()
+    steps.shot("device-broker-down")

@@ -213,3 +213,13 @@ def test_connect_error_says_why(error: OSError, expected: type, code: str) -> No
     assert type(err) is expected
     assert err.code == code
     assert "broker.example" in str(err)
+
+
+def test_connect_error_reset_during_tls_handshake() -> None:
+    """mqtts:// at a plain listener: the reset during the handshake is a TLS error."""
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    err = connect_error(BrokerConfig(host="h", tls=True), reset)
+    assert type(err) is BrokerTLSError
+    assert "does this port speak TLS?" in str(err)
+    plain = connect_error(BrokerConfig(host="h"), reset)
+    assert type(plain) is BrokerUnreachableError

@@ -89,6 +89,10 @@ def connect_error(config: BrokerConfig, err: OSError) -> CloudSyncError:
     if isinstance(err, (ssl.SSLError, ssl.CertificateError)):
         return BrokerTLSError(f"TLS handshake with {config.url} failed: {err}")
     detail = err.strerror or str(err)
+    if config.tls and isinstance(err, (ConnectionResetError, BrokenPipeError)):
+        # A listener without TLS reads the ClientHello as a bad packet and drops it.
+        msg = f"{config.url} closed the connection during the TLS handshake (does this port speak TLS?): {detail}"
+        return BrokerTLSError(msg)
     if isinstance(err, socket.gaierror):
         return UnknownHostError(f"unknown host {config.host}: {detail}")
     if isinstance(err, ConnectionRefusedError):
