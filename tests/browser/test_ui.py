@@ -165,38 +165,51 @@ def test_add_tls_broker(
     expect(page.get_by_text(f"127.0.0.1:{tls.port}", exact=True)).to_be_visible()
 
 
+def _state(page: Page, text: str) -> Any:
+    """Return an entity row's state text (the row's own text, without its name)."""
+    return page.get_by_text(re.compile(rf"\b{re.escape(text)}\b"))
+
+
+def _entry_row(page: Page, broker: Mosquitto) -> Any:
+    """Return a broker's row on the integration page."""
+    return page.locator("ha-md-list-item").filter(has_text=f"127.0.0.1:{broker.port}")
+
+
 def test_options(
     page: Page, home_assistant: HomeAssistantServer, plain: Mosquitto, steps: Steps
 ):
     """The options form: change the default QoS, turn topic sensors off and on."""
     _open_cloudsync(page, home_assistant)
-    row = page.locator("ha-config-entry-row, ha-list-item, mwc-list-item").filter(
-        has_text=f"127.0.0.1:{plain.port}"
+    configure = _entry_row(page, plain).get_by_role("button", name="Configure")
+    qos = page.locator("ha-select").filter(has_text="Default QoS")
+    topic_sensors = (
+        page.locator("ha-formfield")
+        .filter(has_text="A sensor for each subscribed topic")
+        .get_by_role("switch")
     )
-    row.first.get_by_role("button", name="Configure").click()
+    configure.click()
     expect(page.get_by_text("CloudSync options")).to_be_visible()
-    expect(page.get_by_text("Default QoS")).to_be_visible()
-    expect(page.get_by_text("A sensor for each subscribed topic")).to_be_visible()
+    expect(qos).to_contain_text("at most once")
+    expect(topic_sensors).to_be_checked()
     steps.shot("options", readme=True)
-    page.get_by_label("Default QoS").click()
-    page.get_by_role("option", name="1", exact=True).click()
-    topic_sensors = page.get_by_role(
-        "switch", name="A sensor for each subscribed topic"
-    )
-    expect(topic_sensors).to_be_checked()
+    qos.click()
+    page.get_by_role("option", name=re.compile(r"^1 ")).click()
     topic_sensors.click()
     expect(topic_sensors).not_to_be_checked()
     page.get_by_role("button", name="Submit").click()
-    expect(page.get_by_text("Options successfully saved")).to_be_visible()
+    expect(page.get_by_text("Options successfully saved.")).to_be_visible()
     page.get_by_role("button", name="Finish").click()
+    expect(page.get_by_text("Options successfully saved.")).to_be_hidden()
 
-    row.first.get_by_role("button", name="Configure").click()
-    expect(page.get_by_label("Default QoS")).to_contain_text("1")
+    _open_cloudsync(page, home_assistant)  # the entry reloaded: a fresh page
+    configure.click()
+    expect(page.get_by_text("CloudSync options")).to_be_visible()
+    expect(qos).to_contain_text("at least once")
     expect(topic_sensors).not_to_be_checked()
     topic_sensors.click()
     expect(topic_sensors).to_be_checked()
     page.get_by_role("button", name="Submit").click()
-    expect(page.get_by_text("Options successfully saved")).to_be_visible()
+    expect(page.get_by_text("Options successfully saved.")).to_be_visible()
     page.get_by_role("button", name="Finish").click()
 
 
@@ -213,13 +226,15 @@ def test_device_page(
     assert status == 200, answer
 
     _open_cloudsync(page, home_assistant)
-    page.get_by_role("link", name="1 service").first.click()
+    _entry_row(page, plain).get_by_role("link", name="1 service").click()
     expect(page.get_by_text(f"127.0.0.1:{plain.port}").first).to_be_visible()
-    expect(page.get_by_text("Connected", exact=True)).to_be_visible()
-    expect(page.get_by_text("21.5", exact=True)).to_be_visible()
+    expect(page.get_by_text("Topic demo/#")).to_be_visible()
+    expect(_state(page, "Connected")).to_be_visible()
+    expect(_state(page, "21.5")).to_be_visible()
     steps.shot("device", readme=True)
 
     plain.stop()
-    expect(page.get_by_text("Disconnected", exact=True)).to_be_visible()
-    expect(page.get_by_text("Unavailable", exact=True).first).to_be_visible()
+    expect(_state(page, "Disconnected")).to_be_visible()
+    expect(_state(page, "Unavailable")).to_be_visible()
+    expect(_state(page, "21.5")).to_be_hidden()
     steps.shot("device-broker-down")
