@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 from unittest.mock import PropertyMock, patch
 
@@ -14,9 +15,27 @@ from tests.pki import Pki, generate_pki
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
-    from pathlib import Path
 
     from homeassistant.core import HomeAssistant
+
+
+BROWSER_SUITE = Path(__file__).parent / "browser"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add --browser: run tests/browser (real HA + Chromium), skipped otherwise."""
+    parser.addoption(
+        "--browser",
+        action="store_true",
+        help="run the browser suite in tests/browser (scripts/test --browser)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave tests/browser out unless --browser was given."""
+    if collection_path == BROWSER_SUITE and not config.getoption("--browser"):
+        return True
+    return None
 
 
 @pytest.fixture(autouse=True)

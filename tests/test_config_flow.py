@@ -195,7 +195,7 @@ async def test_user_already_configured(
         ("ftp://127.0.0.1", {CONF_URL: "invalid_url"}),
         ("mqtt://127.0.0.1:99999", {CONF_URL: "invalid_url"}),
         ("  ", {CONF_URL: "invalid_url"}),
-        (None, {"base": "cannot_connect"}),
+        (None, {"base": "connection_refused"}),
     ],
 )
 async def test_user_errors(
@@ -522,7 +522,7 @@ async def test_reconfigure_already_configured(
 
 @pytest.mark.parametrize(
     ("bad_url", "errors"),
-    [("mqtt://", {CONF_URL: "invalid_url"}), (None, {"base": "cannot_connect"})],
+    [("mqtt://", {CONF_URL: "invalid_url"}), (None, {"base": "connection_refused"})],
 )
 async def test_reconfigure_errors(
     hass: HomeAssistant,

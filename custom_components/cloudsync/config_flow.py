@@ -117,7 +117,8 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         """Ask for the broker URL and credentials."""
         errors: dict[str, str] = {}
         if user_input is not None and (url := _url(user_input, errors)):
-            await self.async_set_unique_id(url)
+            # A flow left open at the TLS step (a closed tab) must not block a new one.
+            await self.async_set_unique_id(url, raise_on_progress=False)
             self._abort_if_unique_id_configured()
             self._data = _connection_data(url, user_input)
             return await self._async_connect("user", user_input)

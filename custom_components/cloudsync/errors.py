@@ -178,8 +178,11 @@ def error_code(err: Exception) -> str:
     """Return the stable code of an error ``HANDLED`` covers."""
     if isinstance(err, vol.Invalid):
         return "invalid_request"
-    code: str = getattr(err, "code", "broker_error")
-    return code if code in ERRORS else "broker_error"
+    # A subclass with a code of its own (e.g. unknown_host) answers like its parent.
+    for cls in type(err).__mro__:
+        if (code := getattr(cls, "code", None)) in ERRORS:
+            return str(code)
+    return "broker_error"
 
 
 def error_kind(err: Exception) -> ErrorKind:

@@ -35,13 +35,22 @@ async def async_probe_broker(hass: HomeAssistant, config: BrokerConfig) -> None:
         await connection.disconnect()
 
 
+# Client error codes with a form error of their own; the rest say "cannot connect".
+_FORM_ERRORS = {
+    "connection_refused": "connection_refused",
+    "unknown_host": "unknown_host",
+    "connect_timeout": "timeout_connect",
+    "timeout": "timeout_connect",
+}
+
+
 def form_error(err: CloudSyncError) -> str:
     """Map a connection error to a config-flow form error key."""
     if isinstance(err, BrokerAuthError):
         return "invalid_auth"
     if isinstance(err, BrokerTLSError):
         return "tls_error"
-    return "cannot_connect"
+    return _FORM_ERRORS.get(err.code, "cannot_connect")
 
 
 async def async_validate(hass: HomeAssistant, data: Mapping[str, Any]) -> str | None:

@@ -200,11 +200,12 @@ async def test_password_broker(password_broker: Mosquitto, protocol: Protocol) -
 
 
 async def test_unreachable_broker() -> None:
-    """Nothing listening is a BrokerUnreachableError naming the URL."""
+    """Nothing listening is a BrokerUnreachableError naming the URL, and says refused."""
     port = free_port()
     connection = BrokerConnection(config_for_port(port))
-    with pytest.raises(BrokerUnreachableError, match=f"127.0.0.1:{port}"):
+    with pytest.raises(BrokerUnreachableError, match=f"127.0.0.1:{port}") as err:
         await connection.connect()
+    assert err.value.code == "connection_refused"
 
 
 def config_for_port(port: int):

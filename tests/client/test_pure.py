@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+import socket
+import ssl
 
 import pytest
 
 from custom_components.cloudsync.client import (
     BrokerConfig,
+    BrokerTLSError,
+    BrokerUnreachableError,
     CertificateError,
+    ConnectionRefusedByHostError,
+    ConnectTimeoutError,
     InvalidTopicError,
+    UnknownHostError,
     build_ssl_context,
     certificate_to_pem,
     parse_broker_url,
@@ -18,6 +25,7 @@ from custom_components.cloudsync.client import (
     validate_filter,
     validate_topic,
 )
+from custom_components.cloudsync.client.paho_client import connect_error
 from tests.pki import Pki
 
 CLIENT_DIR = Path(__file__).parents[2] / "custom_components" / "cloudsync" / "client"
@@ -71,6 +79,9 @@ def test_parse_broker_url(text: str, expected: str) -> None:
         "mqtt://user:pw@host",
         "mqtt://host/path",
         "mqtt://host?x=1",
+        "mqtt://no such host",
+        "mqtt://a..b:1883",
+        "-host",
     ],
 )
 def test_parse_broker_url_rejects(text: str) -> None:
@@ -190,3 +201,47 @@ def test_ssl_context_verifies_by_default(pki: Pki) -> None:
     import ssl
 
     assert relaxed.verify_mode is ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "code"),
+    [
+        (
+            ConnectionRefusedError(111, "Connection refused"),
+            ConnectionRefusedByHostError,
+            "connection_refused",
+        ),
+        (
+            socket.gaierror(-2, "Name or service not known"),
+            UnknownHostError,
+            "unknown_host",
+        ),
+        (TimeoutError("timed out"), ConnectTimeoutError, "connect_timeout"),
+        (
+            ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
+            BrokerTLSError,
+            "tls_error",
+        ),
+        (
+            OSError(113, "No route to host"),
+            BrokerUnreachableError,
+            "broker_unreachable",
+        ),
+    ],
+)
+def test_connect_error_says_why(error: OSError, expected: type, code: str) -> None:
+    """Refused, unknown host, timeout and TLS failures are told apart by class and code."""
+    err = connect_error(BrokerConfig(host="broker.example", port=1883), error)
+    assert type(err) is expected
+    assert err.code == code
+    assert "broker.example" in str(err)
+
+
+def test_connect_error_reset_during_tls_handshake() -> None:
+    """mqtts:// at a plain listener: the reset during the handshake is a TLS error."""
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    err = connect_error(BrokerConfig(host="h", tls=True), reset)
+    assert type(err) is BrokerTLSError
+    assert "does this port speak TLS?" in str(err)
+    plain = connect_error(BrokerConfig(host="h"), reset)
+    assert type(plain) is BrokerUnreachableError

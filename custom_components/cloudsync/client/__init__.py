@@ -22,6 +22,8 @@ from .errors import (
     BrokerUnreachableError,
     CertificateError,
     CloudSyncError,
+    ConnectionRefusedByHostError,
+    ConnectTimeoutError,
     InvalidTopicError,
     NotConnectedError,
     OutboxClosedError,
@@ -29,6 +31,7 @@ from .errors import (
     OutboxFullError,
     PayloadTooLargeError,
     SubscriptionRefusedError,
+    UnknownHostError,
 )
 from .outbox import Outbox, OutboxStats, PublishResult
 from .outbox_store import (
@@ -63,7 +66,9 @@ __all__ = [
     "BrokerUrl",
     "CertificateError",
     "CloudSyncError",
+    "ConnectTimeoutError",
     "ConnectionListener",
+    "ConnectionRefusedByHostError",
     "DropReason",
     "DroppedMessage",
     "Executor",
@@ -86,6 +91,7 @@ __all__ = [
     "ReceivedMessage",
     "SubscriptionRefusedError",
     "TaskFactory",
+    "UnknownHostError",
     "build_ssl_context",
     "certificate_to_pem",
     "count_queued",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+import ipaddress
+import re
 from urllib.parse import urlsplit
 
 DEFAULT_PORT = 1883
@@ -12,6 +14,8 @@ SCHEME_PLAIN = "mqtt"
 SCHEME_TLS = "mqtts"
 _TLS_SCHEMES = {"mqtts", "ssl", "tls", "tcps", "mqtt+ssl"}
 _PLAIN_SCHEMES = {"mqtt", "tcp"}
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 
 class Protocol(StrEnum):
@@ -36,6 +40,15 @@ class BrokerUrl:
         return f"{scheme}://{host}:{self.port}"
 
 
+def _valid_host(host: str) -> bool:
+    """Return True for an IP address or a DNS name (letters, digits, -, _ and dots)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return _HOST_RE.fullmatch(host) is not None
+    return True
+
+
 def parse_broker_url(text: str) -> BrokerUrl:
     """Parse ``host``, ``host:port`` or ``scheme://host[:port]`` into a BrokerUrl."""
     raw = text.strip()
@@ -56,6 +69,9 @@ def parse_broker_url(text: str) -> BrokerUrl:
     host = (split.hostname or "").lower()
     if not host:
         msg = f"no host in broker URL {text!r}"
+        raise ValueError(msg)
+    if not _valid_host(host):
+        msg = f"not a host name or IP address: {host!r}"
         raise ValueError(msg)
     try:
         port = split.port

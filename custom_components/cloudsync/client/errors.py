@@ -22,6 +22,24 @@ class BrokerUnreachableError(CloudSyncError):
     code: ClassVar[str] = "broker_unreachable"
 
 
+class ConnectionRefusedByHostError(BrokerUnreachableError):
+    """Nothing listens at the broker's address and port (TCP connection refused)."""
+
+    code: ClassVar[str] = "connection_refused"
+
+
+class UnknownHostError(BrokerUnreachableError):
+    """The broker's host name does not resolve."""
+
+    code: ClassVar[str] = "unknown_host"
+
+
+class ConnectTimeoutError(BrokerUnreachableError):
+    """Opening the TCP connection (or the TLS handshake) did not finish in time."""
+
+    code: ClassVar[str] = "connect_timeout"
+
+
 class BrokerRefusedError(CloudSyncError):
     """The broker answered CONNECT with a refusal other than bad credentials."""
 

@@ -18,7 +18,10 @@ from .errors import (
     BrokerTLSError,
     BrokerUnreachableError,
     CloudSyncError,
+    ConnectionRefusedByHostError,
+    ConnectTimeoutError,
     NotConnectedError,
+    UnknownHostError,
 )
 
 # CONNACK codes (v3 return codes mapped by paho, and v5 reason codes) meaning bad credentials.
@@ -84,8 +87,19 @@ def handshake_error(config: BrokerConfig, detail: str) -> CloudSyncError:
 def connect_error(config: BrokerConfig, err: OSError) -> CloudSyncError:
     """Return the error a failed DNS/TCP/TLS connect stands for."""
     if isinstance(err, (ssl.SSLError, ssl.CertificateError)):
-        return BrokerTLSError(f"TLS handshake failed: {err}")
-    return BrokerUnreachableError(f"cannot reach {config.url}: {err.strerror or err}")
+        return BrokerTLSError(f"TLS handshake with {config.url} failed: {err}")
+    detail = err.strerror or str(err)
+    if config.tls and isinstance(err, (ConnectionResetError, BrokenPipeError)):
+        # A listener without TLS reads the ClientHello as a bad packet and drops it.
+        msg = f"{config.url} closed the connection during the TLS handshake (does this port speak TLS?): {detail}"
+        return BrokerTLSError(msg)
+    if isinstance(err, socket.gaierror):
+        return UnknownHostError(f"unknown host {config.host}: {detail}")
+    if isinstance(err, ConnectionRefusedError):
+        return ConnectionRefusedByHostError(f"{config.url} refused the TCP connection")
+    if isinstance(err, TimeoutError):
+        return ConnectTimeoutError(f"{config.url} did not answer in time: {detail}")
+    return BrokerUnreachableError(f"cannot reach {config.url}: {detail}")
 
 
 def check_rc(
