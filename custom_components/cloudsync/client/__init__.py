@@ -33,6 +33,7 @@ from .errors import (
     SubscriptionRefusedError,
     UnknownHostError,
 )
+from .metrics import MetricsSnapshot
 from .outbox import Outbox, OutboxStats, PublishResult
 from .outbox_store import (
     DroppedMessage,
@@ -42,6 +43,13 @@ from .outbox_store import (
     QueuedMessage,
     count_queued,
     remove_files,
+)
+from .profiles import (
+    PROFILES,
+    Profile,
+    ProfileLimitError,
+    ProfileLimits,
+    ProfilePayloadTooLargeError,
 )
 from .runtime import Executor, Listeners, TaskFactory, new_client_id
 from .tls import build_ssl_context, certificate_to_pem, private_key_to_pem
@@ -56,6 +64,7 @@ from .topics import (
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TLS_PORT",
+    "PROFILES",
     "BrokerAuthError",
     "BrokerConfig",
     "BrokerConnection",
@@ -76,6 +85,7 @@ __all__ = [
     "InvalidTopicError",
     "Listeners",
     "MessageListener",
+    "MetricsSnapshot",
     "NotConnectedError",
     "Outbox",
     "OutboxClosedError",
@@ -85,6 +95,10 @@ __all__ = [
     "OutboxStats",
     "OverflowPolicy",
     "PayloadTooLargeError",
+    "Profile",
+    "ProfileLimitError",
+    "ProfileLimits",
+    "ProfilePayloadTooLargeError",
     "Protocol",
     "PublishResult",
     "QueuedMessage",

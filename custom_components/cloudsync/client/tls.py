@@ -70,6 +70,8 @@ def build_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
     except ssl.SSLError as err:
         msg = f"cannot load the TLS certificates: {err.reason or err}"
         raise CertificateError(msg) from err
+    if alpn := config.profile.alpn_for(config.port):
+        context.set_alpn_protocols(alpn)
     if not config.verify_hostname:
         # The chain is still verified against the CA; only the name check is off.
         context.check_hostname = False
