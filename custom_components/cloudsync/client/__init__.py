@@ -52,7 +52,12 @@ from .profiles import (
     ProfilePayloadTooLargeError,
 )
 from .runtime import Executor, Listeners, TaskFactory, new_client_id
-from .tls import build_ssl_context, certificate_to_pem, private_key_to_pem
+from .tls import (
+    build_ssl_context,
+    certificate_expiry,
+    certificate_to_pem,
+    private_key_to_pem,
+)
 from .topics import (
     FilterTrie,
     is_wildcard,
@@ -107,6 +112,7 @@ __all__ = [
     "TaskFactory",
     "UnknownHostError",
     "build_ssl_context",
+    "certificate_expiry",
     "certificate_to_pem",
     "count_queued",
     "is_wildcard",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 import os
 from pathlib import Path
 import ssl
@@ -57,6 +58,16 @@ def private_key_to_pem(data: bytes, password: str | None) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     ).decode()
+
+
+def certificate_expiry(pem: str) -> datetime:
+    """Return when the first certificate of a PEM bundle to expire does (UTC)."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError as err:
+        msg = "not a PEM X.509 certificate"
+        raise CertificateError(msg) from err
+    return min(cert.not_valid_after_utc for cert in certs)
 
 
 def build_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
