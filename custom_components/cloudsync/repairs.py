@@ -46,10 +46,11 @@ class ClientIdRepairFlow(_EntryRepairFlow):
     """Give the entry a new, generated client id."""
 
     async def async_step_init(
-        self, user_input: dict[str, str] | None = None
+        self,
+        user_input: dict[str, str] | None = None,  # noqa: ARG002 - the issue's id
     ) -> data_entry_flow.FlowResult:
         """Start at the confirmation."""
-        return await self.async_step_confirm(user_input)
+        return await self.async_step_confirm()
 
     async def async_step_confirm(
         self, user_input: dict[str, str] | None = None
@@ -73,6 +74,13 @@ class CertificateRepairFlow(_EntryRepairFlow):
     """Take new certificate files, checked like the config flow's, and reconnect."""
 
     async def async_step_init(
+        self,
+        user_input: dict[str, Any] | None = None,  # noqa: ARG002 - the issue's id
+    ) -> data_entry_flow.FlowResult:
+        """Start at the upload form."""
+        return await self.async_step_upload()
+
+    async def async_step_upload(
         self, user_input: dict[str, Any] | None = None
     ) -> data_entry_flow.FlowResult:
         """Show the upload form; check the files and the broker with them."""
@@ -88,7 +96,7 @@ class CertificateRepairFlow(_EntryRepairFlow):
             errors = errors or {"base": error or "unknown"}
         suggested = {CONF_VERIFY_HOSTNAME: stored.get(CONF_VERIFY_HOSTNAME, True)}
         return self.async_show_form(
-            step_id="init",
+            step_id="upload",
             data_schema=self.add_suggested_values_to_schema(TLS_SCHEMA, suggested),
             description_placeholders={"broker": stored[CONF_URL]},
             errors=errors,

@@ -21,12 +21,16 @@ SHARED_ID = "cloudsync-shared-id"
 
 
 @contextlib.contextmanager
-def aggressive_twin(broker: Mosquitto, protocol: Protocol) -> Iterator[mqtt.Client]:
+def aggressive_twin(
+    broker: Mosquitto,
+    protocol: Protocol = Protocol.MQTTV311,
+    client_id: str = SHARED_ID,
+) -> Iterator[mqtt.Client]:
     """Run another client with the same id that reconnects every 0.2 s when kicked."""
     v5 = protocol is Protocol.MQTTV5
     twin = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=SHARED_ID,
+        client_id=client_id,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
     )
     twin.reconnect_delay_set(min_delay=0.2, max_delay=0.2)  # type: ignore[arg-type]
