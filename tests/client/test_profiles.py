@@ -221,9 +221,9 @@ async def test_throttle_holds_aws_publish_rate(
     elapsed = arrivals.times[-1] - arrivals.times[0]
     rate = (len(arrivals.times) - 1) / elapsed
     assert 85 <= rate <= 100, rate
-    # No second sees more than 100 (+3: the subscriber thread, too, is sometimes
-    # late on a loaded machine and reads a few arrivals at once).
-    assert arrivals.max_in_window() <= 103, arrivals.max_in_window()
+    # No second sees more than 100 at the sender (test below); at the subscriber a
+    # loaded machine squeezes a few arrivals together (103-108 seen in full runs).
+    assert arrivals.max_in_window() <= 110, arrivals.max_in_window()
     assert connection.metrics.sent == 300
 
 
@@ -245,6 +245,21 @@ async def test_throttle_holds_byte_rate(plain_broker: Mosquitto) -> None:
     rate = sum(arrivals.sizes[1:]) / elapsed
     assert 80_000 <= rate <= 100_000, rate
     assert arrivals.max_bytes_in_window() <= 100_000 + 12_500
+
+
+async def test_throttle_holds_the_cap_in_every_second_at_the_sender() -> None:
+    """Taken tokens: never more than 100 in any one-second window, about 90/s."""
+    throttle = Throttle(100)
+    arrivals = Arrivals(250)
+
+    async def take() -> None:
+        await throttle.acquire(1)
+        arrivals.times.append(time.monotonic())
+
+    await asyncio.gather(*(take() for _ in range(250)))
+    assert arrivals.max_in_window() <= 100
+    rate = 249 / (arrivals.times[-1] - arrivals.times[0])
+    assert 85 <= rate <= 100, rate
 
 
 async def test_throttle_unit_is_fifo_and_lets_big_messages_through() -> None:
