@@ -12,6 +12,7 @@ from syrupy.assertion import SnapshotAssertion
 
 from tests.mosquitto import BrokerFactory, BrokerKind, Mosquitto, run_broker
 from tests.pki import Pki, generate_pki
+from tests.rabbitmq import RabbitMQ, available as rabbitmq_available
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
@@ -121,3 +122,19 @@ def broker_factory(pki: Pki) -> Generator[BrokerFactory]:
     yield factory
     for broker in brokers:
         broker.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker() -> Generator[RabbitMQ]:
+    """Return a private RabbitMQ node with its MQTT plugin (skip when not installed)."""
+    if not rabbitmq_available():
+        pytest.skip(
+            "rabbitmq-server is not installed: scripts/setup installs it (apt-get, "
+            "as root)"
+        )
+    broker = RabbitMQ()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()

@@ -41,6 +41,9 @@ class Pki:
     ca_der: bytes
     client_cert_der: bytes
     client_key_der: bytes
+    # The client key's certificate, expiring in 10 days / expired yesterday.
+    client_cert_expiring_pem: str = ""
+    client_cert_expired_pem: str = ""
 
     def write_files(self, directory: Path) -> dict[str, Path]:
         """Write every item to `directory` (mode 0o644) and return name -> path."""
@@ -87,9 +90,12 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    valid_days: int = 3650,
 ) -> x509.CertificateBuilder:
-    """Return a certificate builder valid from yesterday for ten years."""
+    """Return a certificate builder valid from 60 days ago until ``valid_days`` on."""
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
@@ -97,8 +103,8 @@ def _builder(
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=3650))
+        .not_valid_before(now - datetime.timedelta(days=60))
+        .not_valid_after(now + datetime.timedelta(days=valid_days))
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
         )
@@ -138,15 +144,17 @@ def _make_leaf(
     ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
     *,
     server: bool,
+    key: ec.EllipticCurvePrivateKey | None = None,
+    valid_days: int = 3650,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """Return a server or client certificate signed by `ca`, and its key."""
     ca_cert, ca_key = ca
-    key = _key()
+    key = key or _key()
     usage = (
         ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     )
     builder = (
-        _builder(_name(common_name), ca_cert.subject, key)
+        _builder(_name(common_name), ca_cert.subject, key, valid_days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
@@ -189,7 +197,11 @@ def generate_pki() -> Pki:
     client_cert, client_key = _make_leaf(CLIENT_CN, ca, server=False)
     other_ca = _make_ca("cloudsync other CA")
     other_cert, other_key = _make_leaf(OTHER_CLIENT_CN, other_ca, server=False)
+    expiring, _ = _make_leaf(CLIENT_CN, ca, server=False, key=client_key, valid_days=10)
+    expired, _ = _make_leaf(CLIENT_CN, ca, server=False, key=client_key, valid_days=-1)
     return Pki(
+        client_cert_expiring_pem=_cert_pem(expiring),
+        client_cert_expired_pem=_cert_pem(expired),
         ca_pem=_cert_pem(ca[0]),
         server_cert_pem=_cert_pem(server_cert),
         server_key_pem=_key_pem(server_key),

@@ -25,6 +25,7 @@ from custom_components.cloudsync.const import (
     CONF_CLIENT_KEY,
     CONF_KEEPALIVE,
     CONF_KEY_PASSWORD,
+    CONF_PROFILE,
     CONF_PROTOCOL,
     CONF_QOS,
     CONF_RETAIN,
@@ -156,6 +157,7 @@ async def test_user_plain(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
         CONF_URL: plain_broker.url,
         CONF_CLIENT_ID: result["data"][CONF_CLIENT_ID],
         CONF_PROTOCOL: "mqttv311",
+        CONF_PROFILE: "generic",
     }
     assert CLIENT_ID_RE.fullmatch(result["data"][CONF_CLIENT_ID])
 
@@ -315,6 +317,7 @@ async def test_tls(
         CONF_URL: tls_broker.url,
         CONF_CLIENT_ID: result["data"][CONF_CLIENT_ID],
         CONF_PROTOCOL: "mqttv311",
+        CONF_PROFILE: "generic",
         CONF_CA_CERT: pki.ca_pem,
         CONF_CLIENT_CERT: pki.client_cert_pem,
         CONF_CLIENT_KEY: pki.client_key_pem,
@@ -499,6 +502,7 @@ async def test_reconfigure_to_other_broker(
         CONF_PASSWORD: "s3cret-pw",
         CONF_CLIENT_ID: "cloudsync-0123456789ab",
         CONF_PROTOCOL: "mqttv5",
+        CONF_PROFILE: "generic",
     }
 
 
@@ -678,6 +682,7 @@ async def test_reauth(hass: HomeAssistant, password_broker: Mosquitto) -> None:
         CONF_URL: password_broker.url,
         CONF_CLIENT_ID: "cloudsync-0123456789ab",
         CONF_PROTOCOL: "mqttv311",
+        CONF_PROFILE: "generic",
         CONF_USERNAME: "cloudsync",
         CONF_PASSWORD: "s3cret-pw",
     }

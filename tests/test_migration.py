@@ -8,7 +8,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.cloudsync.client import Protocol
-from custom_components.cloudsync.const import CONF_PROTOCOL, DOMAIN
+from custom_components.cloudsync.const import CONF_PROFILE, CONF_PROTOCOL, DOMAIN
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import Mosquitto
 
@@ -32,8 +32,9 @@ async def test_entry_1_1_gets_protocol_translation_keys(
     await setup_entry(hass, entry)
 
     assert entry.state is ConfigEntryState.LOADED
-    assert (entry.version, entry.minor_version) == (1, 2)
+    assert (entry.version, entry.minor_version) == (1, 3)
     assert entry.data.get(CONF_PROTOCOL) == migrated
+    assert entry.data[CONF_PROFILE] == "generic"
     connection = entry.runtime_data._connection
     assert connection.connected
     assert connection.config.protocol is (migrated or Protocol.MQTTV311)
@@ -51,3 +52,24 @@ async def test_entry_of_a_newer_major_version_is_refused(
 
     assert entry.state is ConfigEntryState.MIGRATION_ERROR
     assert entry.data[CONF_PROTOCOL] == "mqttv5"
+
+
+async def test_entry_1_2_gets_the_generic_profile(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """1.2 had no broker profile: the entry becomes 1.3 with "generic" (no limits)."""
+    stored = entry_for(plain_broker, **{CONF_PROTOCOL: "mqttv5"})
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=stored.unique_id,
+        data=stored.data,
+        version=1,
+        minor_version=2,
+    )
+    await setup_entry(hass, entry)
+
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.minor_version == 3
+    assert entry.data[CONF_PROFILE] == "generic"
+    assert entry.data[CONF_PROTOCOL] == "mqttv5"
+    assert entry.runtime_data._connection.config.profile.name == "MQTT"

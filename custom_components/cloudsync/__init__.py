@@ -18,10 +18,12 @@ from .client import (
     CertificateError,
     CloudSyncError,
     NotConnectedError,
+    Profile,
     build_ssl_context,
 )
 from .const import (
     CONF_MESSAGE_EVENTS,
+    CONF_PROFILE,
     CONF_PROTOCOL,
     CONNECT_TIMEOUT,
     DEFAULT_MESSAGE_EVENTS,
@@ -37,6 +39,11 @@ from .errors import as_setup_error
 from .events import async_setup_events
 from .http import async_register_views
 from .hub import async_drop_hub, async_get_hub
+from .lifecycle import (
+    async_certificate_expiry,
+    async_watch_certificates,
+    async_watch_takeover,
+)
 from .models import CloudSyncConfigEntry, entry_task_factory
 from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
 from .registry import (
@@ -103,6 +110,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
 
     # Registered first: HA runs it also when the setup fails below.
     entry.async_on_unload(_async_shutdown)
+    if config.tls:
+        # Before connecting: a broker refusing an expired certificate still tells why.
+        broker.certificate_expiry = await async_certificate_expiry(hass, entry.data)
+        entry.async_on_unload(
+            async_watch_certificates(hass, entry, broker.certificate_expiry)
+        )
+    entry.async_on_unload(async_watch_takeover(hass, entry, connection))
     await broker.async_start()
     try:
         await connection.connect()
@@ -171,6 +185,7 @@ async def async_migrate_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) 
         data = dict(entry.data)
         if (protocol := data.get(CONF_PROTOCOL)) in LEGACY_PROTOCOLS:
             data[CONF_PROTOCOL] = LEGACY_PROTOCOLS[protocol]
+        data.setdefault(CONF_PROFILE, Profile.GENERIC.value)
         hass.config_entries.async_update_entry(
             entry, data=data, minor_version=ENTRY_MINOR_VERSION
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -23,6 +24,7 @@ from .client import (
     BrokerConnection,
     BrokerUrl,
     Listeners,
+    MetricsSnapshot,
     NotConnectedError,
     Outbox,
     OutboxStats,
@@ -110,6 +112,8 @@ class CloudSyncBroker:
             f"subscriptions on {self.url}"
         )
         self._stop_listening: Callable[[], None] | None = None
+        # When the client and CA certificates expire (TLS brokers; set at setup).
+        self.certificate_expiry: dict[str, datetime] = {}
 
     # -- status ---------------------------------------------------------------------
 
@@ -122,6 +126,10 @@ class CloudSyncBroker:
     def subscriptions(self) -> Mapping[str, Subscription]:
         """Return the subscriptions by filter."""
         return self._registry.subscriptions
+
+    def metrics(self) -> MetricsSnapshot:
+        """Return the connection's counters and last-minute ack latencies."""
+        return self._connection.metrics.snapshot()
 
     @property
     def outbox_stats(self) -> OutboxStats:
@@ -195,13 +203,15 @@ class CloudSyncBroker:
         ``qos`` and ``retain`` default to the entry's options; a queued message whose
         QoS was only the default goes at QoS 1.
         """
-        validate_topic(topic)
+        qos_sent = self.default_qos if qos is None else qos
+        # The topic and the broker profile's limits, before anything is queued.
+        self._connection.check_publish(topic, payload, qos_sent)
         self.check_app(principal, app_id)
         retain = self.default_retain if retain is None else retain
         result = await self._outbox.publish(
             topic,
             payload,
-            self.default_qos if qos is None else qos,
+            qos_sent,
             retain=retain,
             timeout=timeout or ACK_TIMEOUT,
             qos_explicit=qos is not None,
@@ -226,9 +236,9 @@ class CloudSyncBroker:
 
         ``sensor`` replaces the filter's sensor options when given.
         """
-        validate_filter(topic_filter)
-        self.check_app(principal, app_id)
         qos = self.default_qos if qos is None else qos
+        self._connection.check_subscribe(topic_filter, qos)
+        self.check_app(principal, app_id)
         async with self._lock:
             existing = self._registry.subscriptions.get(topic_filter)
             if existing is None and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:

@@ -27,6 +27,7 @@ from .const import (
     CONF_CLIENT_ID,
     CONF_MAX_AGE,
     CONF_OUTBOX,
+    CONF_PROFILE,
     CONF_PROTOCOL,
     CONF_QOS,
     CONF_QUEUED_MESSAGES,
@@ -36,6 +37,13 @@ from .const import (
     DOMAIN,
     ENTRY_MINOR_VERSION,
     ENTRY_VERSION,
+)
+from .entry_data import profile_of
+from .flow_profiles import (
+    certificate_errors,
+    connection_errors,
+    options_errors,
+    profile_url,
 )
 from .flow_schemas import (
     QUEUE_DISCARD,
@@ -69,6 +77,7 @@ def _connection_data(url: str, user_input: Mapping[str, Any]) -> dict[str, Any]:
         CONF_URL: url,
         CONF_CLIENT_ID: client_id or new_client_id(),
         CONF_PROTOCOL: user_input[CONF_PROTOCOL],
+        CONF_PROFILE: profile_of(user_input).value,
         **_credentials(user_input),
     }
 
@@ -76,10 +85,13 @@ def _connection_data(url: str, user_input: Mapping[str, Any]) -> dict[str, Any]:
 def _url(user_input: Mapping[str, Any], errors: dict[str, str]) -> str | None:
     """Return the normalized broker URL the form was given, or note the error."""
     try:
-        return str(parse_broker_url(user_input[CONF_URL]))
+        url = parse_broker_url(profile_url(user_input))
     except ValueError:
         errors[CONF_URL] = "invalid_url"
         return None
+    data = {**user_input, CONF_CLIENT_ID: user_input.get(CONF_CLIENT_ID, "")}
+    errors.update(connection_errors(data, tls=url.tls))
+    return None if errors else str(url)
 
 
 def _title(url: str) -> str:
@@ -236,6 +248,7 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             tls_data, errors = await async_tls_data(self.hass, user_input, stored)
+            errors = errors or certificate_errors(self._data | tls_data)
             if not errors:
                 data = self._data | tls_data
                 if not (error := await async_validate(self.hass, data)):
@@ -298,9 +311,11 @@ class CloudSyncOptionsFlow(OptionsFlow):
         errors: dict[str, str] = {}
         if user_input is not None:
             max_age = cv.time_period_dict(user_input[CONF_OUTBOX][CONF_MAX_AGE])
-            if max_age.total_seconds() > 0:
+            errors = options_errors(self.config_entry.data, user_input)
+            if max_age.total_seconds() <= 0:
+                errors["base"] = "invalid_max_age"
+            if not errors:
                 return self.async_create_entry(data=user_input)
-            errors["base"] = "invalid_max_age"
         options = user_input or self.config_entry.options
         suggested = {
             **options,

@@ -11,9 +11,11 @@ LOGGER = logging.getLogger(__package__)
 CONF_URL: Final = "url"
 CONF_CLIENT_ID: Final = "client_id"
 CONF_PROTOCOL: Final = "protocol"
-# Config entry version; minor 2: protocol values "mqttv311"/"mqttv5" (were "3.1.1"/"5").
+CONF_PROFILE: Final = "profile"
+# Config entry version; minor 2: protocol values "mqttv311"/"mqttv5" (were "3.1.1"/"5");
+# minor 3: a broker profile ("generic" for older entries).
 ENTRY_VERSION: Final = 1
-ENTRY_MINOR_VERSION: Final = 2
+ENTRY_MINOR_VERSION: Final = 3
 # Stored protocol values of config entries before minor version 2 -> current ones.
 LEGACY_PROTOCOLS: Final = {"3.1.1": "mqttv311", "5": "mqttv5"}
 CONF_CA_CERT: Final = "ca_cert"

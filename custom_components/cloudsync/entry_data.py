@@ -7,7 +7,7 @@ from typing import Any
 
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 
-from .client import BrokerConfig, Protocol, parse_broker_url
+from .client import PROFILES, BrokerConfig, Profile, Protocol, parse_broker_url
 from .const import (
     CONF_CA_CERT,
     CONF_CLIENT_CERT,
@@ -15,6 +15,7 @@ from .const import (
     CONF_CLIENT_KEY,
     CONF_KEEPALIVE,
     CONF_KEY_PASSWORD,
+    CONF_PROFILE,
     CONF_PROTOCOL,
     CONF_URL,
     CONF_VERIFY_HOSTNAME,
@@ -41,4 +42,13 @@ def broker_config(
         client_id=data.get(CONF_CLIENT_ID, ""),
         keepalive=(options or {}).get(CONF_KEEPALIVE, DEFAULT_KEEPALIVE),
         protocol=Protocol(data.get(CONF_PROTOCOL, Protocol.MQTTV311)),
+        profile=PROFILES[profile_of(data)],
     )
+
+
+def profile_of(data: Mapping[str, Any]) -> Profile:
+    """Return the broker profile of an entry's data (generic when unknown)."""
+    try:
+        return Profile(data.get(CONF_PROFILE, Profile.GENERIC))
+    except ValueError:
+        return Profile.GENERIC

@@ -163,6 +163,11 @@ ERRORS: Final[dict[str, ErrorKind]] = {
     # The broker's or the link's.
     "not_connected": ErrorKind(HTTPStatus.SERVICE_UNAVAILABLE, "not_connected"),
     "timeout": ErrorKind(HTTPStatus.GATEWAY_TIMEOUT, "broker_timeout"),
+    # A broker profile's limit (client/profiles.py): refused before sending.
+    "profile_limit": ErrorKind(_BAD, "profile_limit", caller_error=True),
+    "profile_payload_too_large": ErrorKind(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "profile_limit", caller_error=True
+    ),
     "payload_too_large": ErrorKind(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large"
     ),

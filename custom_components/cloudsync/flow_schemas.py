@@ -26,6 +26,7 @@ import voluptuous as vol
 
 from .client import (
     OverflowPolicy,
+    Profile,
     Protocol,
 )
 from .const import (
@@ -46,6 +47,7 @@ from .const import (
     CONF_MESSAGE_EVENTS,
     CONF_OUTBOX,
     CONF_OVERFLOW,
+    CONF_PROFILE,
     CONF_PROTOCOL,
     CONF_QOS,
     CONF_QUEUED_MESSAGES,
@@ -76,6 +78,13 @@ _CERT_FILE = FileSelector(FileSelectorConfig(accept=".pem,.crt,.cer,.der,.key"))
 
 USER_SCHEMA = vol.Schema(
     {
+        vol.Required(CONF_PROFILE, default=Profile.GENERIC.value): SelectSelector(
+            SelectSelectorConfig(
+                options=[profile.value for profile in Profile],
+                mode=SelectSelectorMode.DROPDOWN,
+                translation_key=CONF_PROFILE,
+            )
+        ),
         vol.Required(CONF_URL): TextSelector(),
         vol.Optional(CONF_USERNAME): TextSelector(
             TextSelectorConfig(autocomplete="username")

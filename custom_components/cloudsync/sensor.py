@@ -16,6 +16,7 @@ from homeassistant.const import EntityCategory, UnitOfTime
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .broker_sensors import METRICS_INTERVAL, broker_sensors
 from .client import OutboxStats
 from .const import (
     CONF_TOPIC_SENSORS,
@@ -26,6 +27,7 @@ from .models import CloudSyncConfigEntry
 from .topic_sensor import TopicSensors
 
 PARALLEL_UPDATES = 0
+SCAN_INTERVAL = METRICS_INTERVAL  # only the metrics sensors are polled
 
 
 async def async_setup_entry(
@@ -37,6 +39,7 @@ async def async_setup_entry(
     async_add_entities(
         OutboxSensor(entry, description) for description in OUTBOX_SENSORS
     )
+    async_add_entities(broker_sensors(entry), update_before_add=True)
     if entry.options.get(CONF_TOPIC_SENSORS, DEFAULT_TOPIC_SENSORS):
         TopicSensors(hass, entry, async_add_entities).async_start()
 

@@ -33,6 +33,7 @@ from .errors import (
     SubscriptionRefusedError,
     UnknownHostError,
 )
+from .metrics import MetricsSnapshot
 from .outbox import Outbox, OutboxStats, PublishResult
 from .outbox_store import (
     DroppedMessage,
@@ -43,8 +44,20 @@ from .outbox_store import (
     count_queued,
     remove_files,
 )
+from .profiles import (
+    PROFILES,
+    Profile,
+    ProfileLimitError,
+    ProfileLimits,
+    ProfilePayloadTooLargeError,
+)
 from .runtime import Executor, Listeners, TaskFactory, new_client_id
-from .tls import build_ssl_context, certificate_to_pem, private_key_to_pem
+from .tls import (
+    build_ssl_context,
+    certificate_expiry,
+    certificate_to_pem,
+    private_key_to_pem,
+)
 from .topics import (
     FilterTrie,
     is_wildcard,
@@ -56,6 +69,7 @@ from .topics import (
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TLS_PORT",
+    "PROFILES",
     "BrokerAuthError",
     "BrokerConfig",
     "BrokerConnection",
@@ -76,6 +90,7 @@ __all__ = [
     "InvalidTopicError",
     "Listeners",
     "MessageListener",
+    "MetricsSnapshot",
     "NotConnectedError",
     "Outbox",
     "OutboxClosedError",
@@ -85,6 +100,10 @@ __all__ = [
     "OutboxStats",
     "OverflowPolicy",
     "PayloadTooLargeError",
+    "Profile",
+    "ProfileLimitError",
+    "ProfileLimits",
+    "ProfilePayloadTooLargeError",
     "Protocol",
     "PublishResult",
     "QueuedMessage",
@@ -93,6 +112,7 @@ __all__ = [
     "TaskFactory",
     "UnknownHostError",
     "build_ssl_context",
+    "certificate_expiry",
     "certificate_to_pem",
     "count_queued",
     "is_wildcard",

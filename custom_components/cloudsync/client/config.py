@@ -8,6 +8,8 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from .profiles import GENERIC, ProfileLimits
+
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 SCHEME_PLAIN = "mqtt"
@@ -104,6 +106,7 @@ class BrokerConfig:
     client_id: str = ""
     keepalive: int = 60
     protocol: Protocol = Protocol.MQTTV311
+    profile: ProfileLimits = GENERIC
 
     @property
     def url(self) -> BrokerUrl:

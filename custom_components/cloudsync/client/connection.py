@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import logging
 import socket
 import ssl
+import time
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +37,7 @@ from .errors import (
     PayloadTooLargeError,
     SubscriptionRefusedError,
 )
+from .metrics import ConnectionMetrics
 from .paho_client import (
     PahoLog,
     blocking_connect,
@@ -55,6 +57,8 @@ from .runtime import (
     default_task_factory,
     new_client_id,
 )
+from .takeover import SHORT_SESSION, TakeoverWatch
+from .throttle import Throttle
 from .tls import build_ssl_context
 from .topics import validate_filter, validate_topic
 
@@ -109,20 +113,32 @@ class BrokerConnection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mqttc: mqtt.Client | None = None
         self._bridge: SocketBridge | None = None
+        profile = config.profile
         self._reconnector = Reconnector(
             self._attempt,
             create_task or default_task_factory,
             str(config.url),
-            (backoff_min, backoff_max),
+            (max(backoff_min, profile.connect_interval), backoff_max),
             self._failure_listeners.notify,
+            floor=profile.connect_interval,
         )
+        self._throttle = Throttle(profile.publish_rate, profile.byte_rate)
+        self.metrics = ConnectionMetrics()
+        self._takeover = TakeoverWatch()
+        self._takeover_listeners = Listeners[bool](
+            f"client id takeovers at {config.url}"
+        )
+        self._suspected_takeover = False
+        self._stable_timer: asyncio.TimerHandle | None = None
         self._ready: asyncio.Future[None] | None = None
         self._connected = False
         self._reported = False
         self._closing = False
         self._max_packet = MAX_PACKET_SIZE
         self._subscriptions: dict[str, int] = {}
-        self._resubscription = Resubscription(str(config.url))
+        self._resubscription = Resubscription(
+            str(config.url), profile.max_filters_per_subscribe
+        )
         self._acks = AckTracker(str(config.url))
         self._paho_log = PahoLog(str(config.url))
         self.last_error: str | None = None
@@ -158,6 +174,30 @@ class BrokerConnection:
         """
         return self._failure_listeners.add(listener)
 
+    def add_takeover_listener(
+        self, listener: Callable[[bool], None]
+    ) -> Callable[[], None]:
+        """Call ``listener(True)`` when another client seems to use our client id.
+
+        ``listener(False)`` follows once a session outlives a short one again.
+        """
+        return self._takeover_listeners.add(listener)
+
+    def check_publish(self, topic: str, payload: bytes, qos: int) -> None:
+        """Raise when the topic is not valid or the broker's profile refuses the publish."""
+        validate_topic(topic)
+        self.config.profile.check_publish(topic, payload, qos)
+
+    def check_subscribe(self, topic_filter: str, qos: int) -> None:
+        """Raise when the filter is not valid or the broker's profile refuses it."""
+        validate_filter(topic_filter)
+        others = len(self._subscriptions) - (topic_filter in self._subscriptions)
+        self.config.profile.check_subscribe(topic_filter, qos, others)
+
+    async def wait_turn(self, size: int) -> None:
+        """Wait until the profile's outbound budget lets a publish of ``size`` go."""
+        await self._throttle.acquire(size)
+
     def add_message_listener(self, listener: MessageListener) -> Callable[[], None]:
         """Call ``listener(message)`` for every message; return a function that stops it.
 
@@ -174,6 +214,7 @@ class BrokerConnection:
         """Connect once, raising a typed error; once connected, reconnect forever."""
         self._loop = asyncio.get_running_loop()
         self._closing = False
+        self.config.profile.check_connection(self.client_id, self.config.keepalive)
         if self._ssl_context is None and self.config.tls:
             self._ssl_context = await self._executor(build_ssl_context, self.config)
         await self._attempt()
@@ -211,6 +252,8 @@ class BrokerConnection:
         timeout: float = 10.0,
     ) -> int:
         """Publish and wait for PUBACK/PUBCOMP (QoS 1/2) or the write (QoS 0)."""
+        self.check_publish(topic, payload, qos)
+        await self._throttle.acquire(len(payload))
         mid, future = self._send_publish(topic, payload, qos, retain=retain)
         if future is not None:
             await self._acks.wait(mid, future, timeout, f"publish to {topic}")
@@ -242,15 +285,20 @@ class BrokerConnection:
         mqttc = self._require_connected()
         info = mqttc.publish(topic, payload, qos, retain)
         check_rc(info.rc, "publish", self.config)
+        self.metrics.sent += 1
         if info.is_published():
             return info.mid, None
-        return info.mid, self._expect(info.mid)
+        future = self._expect(info.mid)
+        if qos:
+            sent_at = time.monotonic()
+            future.add_done_callback(lambda done: self.metrics.acked(sent_at, done))
+        return info.mid, future
 
     async def subscribe(
         self, topic_filter: str, qos: int = 0, *, timeout: float = 10.0
     ) -> int:
         """Subscribe, check the SUBACK, track the filter and return the granted QoS."""
-        validate_filter(topic_filter)
+        self.check_subscribe(topic_filter, qos)
         mqttc = self._require_connected()
         rc, mid = mqttc.subscribe(topic_filter, qos)
         mid = check_rc(rc, "subscribe", self.config, mid)
@@ -354,6 +402,9 @@ class BrokerConnection:
             self._mqttc = None
             self._close_socket(mqttc)
         self._resubscription.cancel()
+        if (timer := self._stable_timer) is not None:
+            self._stable_timer = None
+            timer.cancel()
         self._acks.fail_all(
             NotConnectedError(f"connection to {self.config.url} {reason}")
         )
@@ -376,6 +427,10 @@ class BrokerConnection:
             self._resolve_ready(connack_error(self.config, reason))
             return
         self._connected = True
+        self.metrics.connects += 1
+        self._takeover.connected()
+        assert self._loop is not None  # noqa: S101
+        self._stable_timer = self._loop.call_later(SHORT_SESSION, self._check_stable)
         limit = getattr(properties, "MaximumPacketSize", None)
         self._max_packet = int(limit) if limit else MAX_PACKET_SIZE
         if self._resubscription.start(mqttc, self._subscriptions):
@@ -412,7 +467,29 @@ class BrokerConnection:
         self._teardown(f"lost ({reason})")
         if was_connected and not self._closing:
             _LOGGER.warning("Lost connection to %s: %s", self.config.url, reason)
-            self._reconnector.start()
+            if self._takeover.lost(int(reason.value)):
+                self._report_takeover(reason)
+            self._reconnector.start(skip=self._takeover.streak)
+
+    def _report_takeover(self, reason: ReasonCode) -> None:
+        """Tell the host that another client seems to use our client id."""
+        if not self._suspected_takeover:
+            _LOGGER.warning(
+                "%s closes every session right after it starts (%s): another client "
+                "probably uses the client id %s; backing off",
+                self.config.url,
+                reason,
+                self.client_id,
+            )
+        self._suspected_takeover = True
+        self._takeover_listeners.notify(True)  # noqa: FBT003
+
+    def _check_stable(self) -> None:
+        """Clear a suspected takeover once a session lasted."""
+        self._stable_timer = None
+        if self._takeover.stable() and self._suspected_takeover:
+            self._suspected_takeover = False
+            self._takeover_listeners.notify(False)  # noqa: FBT003
 
     def _handshake_error(self, reason: ReasonCode | str) -> CloudSyncError:
         """Explain a connection that closed before CONNACK."""
@@ -422,6 +499,7 @@ class BrokerConnection:
         self, _mqttc: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage
     ) -> None:
         """Pass a delivered message to the listeners; one that raises is logged."""
+        self.metrics.received += 1
         self._message_listeners.notify(
             ReceivedMessage(msg.topic, msg.payload, msg.qos, msg.retain)
         )

@@ -351,6 +351,7 @@ class Outbox:
                 ):
                     await self._wait_progress()
                 await self._limiter.acquire()
+                await self._connection.wait_turn(len(message.payload))
                 if not self._round_ok():
                     break
                 if self._sendable(message):

@@ -17,17 +17,18 @@ BATCH = 100
 class Resubscription:
     """The SUBSCRIBE packets of one resubscription and the SUBACKs still missing."""
 
-    def __init__(self, url: str) -> None:
-        """Resubscribe at the broker ``url`` (named in warnings)."""
+    def __init__(self, url: str, batch: int = BATCH) -> None:
+        """Resubscribe at the broker ``url`` (named in warnings), ``batch`` per packet."""
         self._url = url
+        self._batch = batch
         self._batches: dict[int, list[str]] = {}
 
     def start(self, mqttc: mqtt.Client, filters: Mapping[str, int]) -> bool:
         """Send SUBSCRIBE for all filters; return True when there is nothing to wait for."""
         self._batches.clear()
         items = list(filters.items())
-        for start in range(0, len(items), BATCH):
-            batch = items[start : start + BATCH]
+        for start in range(0, len(items), self._batch):
+            batch = items[start : start + self._batch]
             rc, mid = mqttc.subscribe(batch)
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
                 self._batches[mid] = [topic_filter for topic_filter, _qos in batch]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 import os
 from pathlib import Path
 import ssl
@@ -59,6 +60,16 @@ def private_key_to_pem(data: bytes, password: str | None) -> str:
     ).decode()
 
 
+def certificate_expiry(pem: str) -> datetime:
+    """Return when the first certificate of a PEM bundle to expire does (UTC)."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError as err:
+        msg = "not a PEM X.509 certificate"
+        raise CertificateError(msg) from err
+    return min(cert.not_valid_after_utc for cert in certs)
+
+
 def build_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
     """Build the client SSLContext: the server chain is always verified."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
@@ -70,6 +81,8 @@ def build_ssl_context(config: BrokerConfig) -> ssl.SSLContext:
     except ssl.SSLError as err:
         msg = f"cannot load the TLS certificates: {err.reason or err}"
         raise CertificateError(msg) from err
+    if alpn := config.profile.alpn_for(config.port):
+        context.set_alpn_protocols(alpn)
     if not config.verify_hostname:
         # The chain is still verified against the CA; only the name check is off.
         context.check_hostname = False

@@ -1,0 +1,76 @@
+"""Counters of one connection, cheap enough to keep on every message.
+
+Nothing here writes state anywhere: a host reads ``snapshot()`` when it wants to (Home
+Assistant's sensors do it once per interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+import math
+import time
+from typing import Any
+
+WINDOW = 60.0  # seconds of publish-to-ack latencies kept for the percentiles
+MAX_SAMPLES = 10_000  # a cap on the window's memory at high rates
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """The counters at one moment; latencies in milliseconds (None without samples)."""
+
+    sent: int
+    received: int
+    reconnects: int
+    latency_p50: float | None
+    latency_p95: float | None
+
+
+class ConnectionMetrics:
+    """Messages sent and received, reconnects, and publish-to-ack latencies."""
+
+    def __init__(self) -> None:
+        """Start at zero."""
+        self.sent = 0
+        self.received = 0
+        self.connects = 0
+        self._latencies: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
+
+    @property
+    def reconnects(self) -> int:
+        """Return how many connects followed the first one."""
+        return max(0, self.connects - 1)
+
+    def acked(self, sent_at: float, future: asyncio.Future[Any]) -> None:
+        """Record the ack of a publish sent at ``sent_at`` (``time.monotonic()``).
+
+        A publish whose future failed or was cancelled was not acknowledged.
+        """
+        if future.cancelled() or future.exception() is not None:
+            return
+        now = time.monotonic()
+        self._latencies.append((now, now - sent_at))
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Return the counters and the last minute's latency percentiles."""
+        cutoff = time.monotonic() - WINDOW
+        while self._latencies and self._latencies[0][0] < cutoff:
+            self._latencies.popleft()
+        samples = sorted(latency for _at, latency in self._latencies)
+        return MetricsSnapshot(
+            self.sent,
+            self.received,
+            self.reconnects,
+            _percentile(samples, 0.50),
+            _percentile(samples, 0.95),
+        )
+
+
+def _percentile(samples: list[float], fraction: float) -> float | None:
+    """Return the nearest-rank percentile of sorted ``samples`` in ms."""
+    if not samples:
+        return None
+    rank = max(1, math.ceil(fraction * len(samples)))
+    return round(samples[rank - 1] * 1000, 2)
