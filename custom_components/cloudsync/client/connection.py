@@ -57,7 +57,7 @@ from .runtime import (
     default_task_factory,
     new_client_id,
 )
-from .takeover import SHORT_SESSION, TakeoverWatch
+from .takeover import TakeoverReporter
 from .throttle import Throttle
 from .tls import build_ssl_context
 from .topics import validate_filter, validate_topic
@@ -124,12 +124,7 @@ class BrokerConnection:
         )
         self._throttle = Throttle(profile.publish_rate, profile.byte_rate)
         self.metrics = ConnectionMetrics()
-        self._takeover = TakeoverWatch()
-        self._takeover_listeners = Listeners[bool](
-            f"client id takeovers at {config.url}"
-        )
-        self._suspected_takeover = False
-        self._stable_timer: asyncio.TimerHandle | None = None
+        self._takeover = TakeoverReporter(str(config.url), self.client_id)
         self._ready: asyncio.Future[None] | None = None
         self._connected = False
         self._reported = False
@@ -181,7 +176,7 @@ class BrokerConnection:
 
         ``listener(False)`` follows once a session outlives a short one again.
         """
-        return self._takeover_listeners.add(listener)
+        return self._takeover.add_listener(listener)
 
     def check_publish(self, topic: str, payload: bytes, qos: int) -> None:
         """Raise when the topic is not valid or the broker's profile refuses the publish."""
@@ -402,9 +397,7 @@ class BrokerConnection:
             self._mqttc = None
             self._close_socket(mqttc)
         self._resubscription.cancel()
-        if (timer := self._stable_timer) is not None:
-            self._stable_timer = None
-            timer.cancel()
+        self._takeover.stop()
         self._acks.fail_all(
             NotConnectedError(f"connection to {self.config.url} {reason}")
         )
@@ -428,9 +421,8 @@ class BrokerConnection:
             return
         self._connected = True
         self.metrics.connects += 1
-        self._takeover.connected()
         assert self._loop is not None  # noqa: S101
-        self._stable_timer = self._loop.call_later(SHORT_SESSION, self._check_stable)
+        self._takeover.connected(self._loop)
         limit = getattr(properties, "MaximumPacketSize", None)
         self._max_packet = int(limit) if limit else MAX_PACKET_SIZE
         if self._resubscription.start(mqttc, self._subscriptions):
@@ -467,29 +459,8 @@ class BrokerConnection:
         self._teardown(f"lost ({reason})")
         if was_connected and not self._closing:
             _LOGGER.warning("Lost connection to %s: %s", self.config.url, reason)
-            if self._takeover.lost(int(reason.value)):
-                self._report_takeover(reason)
-            self._reconnector.start(skip=self._takeover.streak)
-
-    def _report_takeover(self, reason: ReasonCode) -> None:
-        """Tell the host that another client seems to use our client id."""
-        if not self._suspected_takeover:
-            _LOGGER.warning(
-                "%s closes every session right after it starts (%s): another client "
-                "probably uses the client id %s; backing off",
-                self.config.url,
-                reason,
-                self.client_id,
-            )
-        self._suspected_takeover = True
-        self._takeover_listeners.notify(True)  # noqa: FBT003
-
-    def _check_stable(self) -> None:
-        """Clear a suspected takeover once a session lasted."""
-        self._stable_timer = None
-        if self._takeover.stable() and self._suspected_takeover:
-            self._suspected_takeover = False
-            self._takeover_listeners.notify(False)  # noqa: FBT003
+            self._takeover.lost(reason, int(reason.value))
+            self._reconnector.start(skip=self._takeover.watch.streak)
 
     def _handshake_error(self, reason: ReasonCode | str) -> CloudSyncError:
         """Explain a connection that closed before CONNACK."""
