@@ -32,6 +32,7 @@ from custom_components.cloudsync.const import (
     CONF_VERIFY_HOSTNAME,
     DOMAIN,
 )
+from custom_components.cloudsync.entry_data import default_title
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import MqttSubscriber, free_port
 
@@ -500,6 +501,43 @@ async def test_reconfigure_to_other_broker(
         CONF_CLIENT_ID: "cloudsync-0123456789ab",
         CONF_PROTOCOL: "mqttv5",
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "title"),
+    [
+        ("mqtt://broker.example.com:1883", "broker.example.com"),
+        ("mqtts://broker.example.com:8883", "broker.example.com"),
+        ("mqtts://broker.example.com:1883", "broker.example.com:1883"),
+        ("mqtt://127.0.0.1:1884", "127.0.0.1:1884"),
+        ("mqtt://[::1]:1883", "::1"),
+        ("mqtt://[::1]:1884", "[::1]:1884"),
+    ],
+)
+def test_default_title(url: str, title: str) -> None:
+    """A new broker is named after its host; the port only when it is not the usual."""
+    assert default_title(url) == title
+
+
+async def test_reconfigure_keeps_a_chosen_title(
+    hass: HomeAssistant, plain_broker: Mosquitto, password_broker: Mosquitto
+) -> None:
+    """A title the user gave the broker survives a URL change; a default one follows."""
+    entry = broker_entry(plain_broker)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, title="Cloud broker")
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_URL: password_broker.url,
+            CONF_USERNAME: password_broker.username,
+            CONF_PASSWORD: password_broker.password,
+            CONF_PROTOCOL: "mqttv311",
+        },
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.title == "Cloud broker"
 
 
 async def test_reconfigure_already_configured(

@@ -37,6 +37,7 @@ from .const import (
     ENTRY_MINOR_VERSION,
     ENTRY_VERSION,
 )
+from .entry_data import default_title, reconfigured_title
 from .flow_schemas import (
     QUEUE_DISCARD,
     QUEUE_SCHEMA,
@@ -80,11 +81,6 @@ def _url(user_input: Mapping[str, Any], errors: dict[str, str]) -> str | None:
     except ValueError:
         errors[CONF_URL] = "invalid_url"
         return None
-
-
-def _title(url: str) -> str:
-    """Return the entry title `host:port` for a normalized broker URL."""
-    return url.partition("://")[2]
 
 
 _RELOAD_STATES = (ConfigEntryState.SETUP_ERROR, ConfigEntryState.SETUP_RETRY)
@@ -270,7 +266,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         if self.source != SOURCE_RECONFIGURE:
             # New brokers isolate apps; older entries keep their behaviour.
             return self.async_create_entry(
-                title=_title(url), data=data, options={CONF_APP_ISOLATION: True}
+                title=default_title(url),
+                data=data,
+                options={CONF_APP_ISOLATION: True},
             )
         entry = self._get_reconfigure_entry()
         reload = entry.state in _RELOAD_STATES
@@ -279,8 +277,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
             reload = reload or entry.state is ConfigEntryState.LOADED
             await self.hass.config_entries.async_unload(entry.entry_id)
             await async_discard_queue(self.hass, entry, self._queued)
+        title = reconfigured_title(entry.title, entry.data[CONF_URL], url)
         self.hass.config_entries.async_update_entry(
-            entry, title=_title(url), unique_id=url, data=data
+            entry, title=title, unique_id=url, data=data
         )
         if reload:
             # A loaded entry reloads through its update listener; these have none.
