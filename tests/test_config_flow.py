@@ -11,7 +11,7 @@ import uuid
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -33,6 +33,7 @@ from custom_components.cloudsync.const import (
     DOMAIN,
 )
 from custom_components.cloudsync.entry_data import default_title
+from custom_components.cloudsync.outbox import outbox_limits
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import MqttSubscriber, free_port
 
@@ -771,7 +772,7 @@ async def test_reauth_tls(hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki) 
 OUTBOX_INPUT = {
     "max_messages": 500.0,
     "max_size": 2.0,
-    "max_age": {"hours": 1, "minutes": 30},
+    "max_age": 36.0,
     "overflow": "refuse",
     "drain_rate": 100.0,
 }
@@ -823,7 +824,7 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
         "outbox": {
             "max_messages": 500,
             "max_size": 2,
-            "max_age": {"hours": 1, "minutes": 30},
+            "max_age": 36,
             "overflow": "refuse",
             "drain_rate": 100,
         },
@@ -838,25 +839,20 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
     assert section_suggested(result, "outbox", "overflow") == "refuse"
 
 
-async def test_options_outbox_defaults_and_zero_age(
+async def test_options_outbox_defaults_and_max_age(
     hass: HomeAssistant, plain_broker: Mosquitto
 ) -> None:
-    """The outbox section defaults to the documented caps; a zero max age is an error."""
+    """The outbox section defaults to the documented caps; the max age is in hours."""
     entry = broker_entry(plain_broker)
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert section_suggested(result, "outbox", "max_age") == 168
     base = {CONF_QOS: "0", CONF_RETAIN: False, CONF_KEEPALIVE: 60, "state_interval": 1}
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
-        {
-            **base,
-            "outbox": {**OUTBOX_INPUT, "max_age": {"seconds": 0}},
-            "cache": {},
-        },
-    )
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {"base": "invalid_max_age"}
-    assert section_suggested(result, "outbox", "max_messages") == 500.0
+    with pytest.raises(InvalidData):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {**base, "outbox": {**OUTBOX_INPUT, "max_age": 0}, "cache": {}},
+        )
 
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {**base, "outbox": {}, "cache": {}}
@@ -865,12 +861,26 @@ async def test_options_outbox_defaults_and_zero_age(
     assert entry.options["outbox"] == {
         "max_messages": 100_000,
         "max_size": 64,
-        "max_age": {"days": 7},
+        "max_age": 168,
         "overflow": "drop_oldest",
         "drain_rate": 1000,
     }
     assert entry.options["cache"] == {"max_topics": 10_000, "max_size": 16}
     assert entry.options["message_events"] is False
+
+
+async def test_options_read_an_older_max_age(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """Entries before 0.2 stored the max age as a duration: shown in hours, still used."""
+    entry = broker_entry(plain_broker)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        entry, options={"outbox": {"max_age": {"hours": 1, "minutes": 30}}}
+    )
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert section_suggested(result, "outbox", "max_age") == 1.5
+    assert outbox_limits(entry.options).max_age == 5400
 
 
 @pytest.mark.usefixtures("socket_enabled")

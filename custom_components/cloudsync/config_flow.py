@@ -14,7 +14,6 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import callback
-from homeassistant.helpers import config_validation as cv
 
 from .certificates import async_tls_data
 from .client import (
@@ -47,7 +46,7 @@ from .flow_schemas import (
     USER_SCHEMA,
     options_schema,
 )
-from .outbox import async_discard_queue, async_queued_count
+from .outbox import async_discard_queue, async_queued_count, max_age_hours
 from .probe import async_validate
 
 if TYPE_CHECKING:
@@ -294,17 +293,14 @@ class CloudSyncOptionsFlow(OptionsFlow):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Show and store the options."""
-        errors: dict[str, str] = {}
         if user_input is not None:
-            max_age = cv.time_period_dict(user_input[CONF_OUTBOX][CONF_MAX_AGE])
-            if max_age.total_seconds() > 0:
-                return self.async_create_entry(data=user_input)
-            errors["base"] = "invalid_max_age"
-        options = user_input or self.config_entry.options
+            return self.async_create_entry(data=user_input)
+        options = self.config_entry.options
+        outbox = options.get(CONF_OUTBOX, {})
         suggested = {
             **options,
             CONF_QOS: str(options.get(CONF_QOS, DEFAULT_QOS)),
-            CONF_OUTBOX: options.get(CONF_OUTBOX, {}),
+            CONF_OUTBOX: {**outbox, CONF_MAX_AGE: max_age_hours(outbox)},
             CONF_CACHE: options.get(CONF_CACHE, {}),
         }
         return self.async_show_form(
@@ -312,5 +308,4 @@ class CloudSyncOptionsFlow(OptionsFlow):
             data_schema=self.add_suggested_values_to_schema(
                 options_schema(), suggested
             ),
-            errors=errors,
         )
