@@ -187,8 +187,7 @@ async def test_credentials_refused_while_running_start_reauth(
     entry = await setup_entry(hass, entry_for(broker))
     assert entry.state is ConfigEntryState.LOADED
     broker.stop()
-    broker.password = "changed-on-the-broker"
-    broker._write_password_file()
+    broker.change_password("changed-on-the-broker")
     broker.start()
     async with asyncio.timeout(20):
         while not hass.config_entries.flow.async_progress_by_handler(DOMAIN):
