@@ -441,7 +441,9 @@ async def test_tls_errors(
     result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
 
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "tls"
+    # Files that read fine but did not connect are kept for the retry.
+    refused = errors.get("base") in {"tls_error", "client_key_mismatch"}
+    assert result["step_id"] == ("tls_retry" if refused else "tls")
     assert result["errors"] == errors
 
     result = await hass.config_entries.flow.async_configure(
@@ -450,6 +452,25 @@ async def test_tls_errors(
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_CLIENT_CERT] == pki.client_cert_pem
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_tls_retry_keeps_the_uploads(
+    hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki, upload: Upload
+) -> None:
+    """After a refused handshake only the wrong file needs uploading again."""
+    result = await start_user_flow(hass, tls_broker.url)
+    files = {**PEM_UPLOADS, CONF_CA_CERT: "other_ca_pem"}
+    form = uploads(upload, pki, files) | {CONF_VERIFY_HOSTNAME: True}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert result["step_id"] == "tls_retry"
+    assert result["errors"] == {"base": "tls_error"}
+
+    form = uploads(upload, pki, {CONF_CA_CERT: "ca_pem"}) | {CONF_VERIFY_HOSTNAME: True}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_CA_CERT] == pki.ca_pem
+    assert result["data"][CONF_CLIENT_KEY] == pki.client_key_pem
 
 
 @pytest.mark.usefixtures("mock_setup_entry")

@@ -97,6 +97,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         self._user_input: dict[str, Any] = {}
         self._queued = 0
         self._discard_queue = False
+        self._kept_tls: dict[
+            str, Any
+        ] = {}  # uploads the broker refused, kept for a retry
 
     @staticmethod
     @callback
@@ -164,6 +167,12 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Ask for the certificates of a TLS broker."""
         return await self._async_tls_step("tls", user_input, {})
+
+    async def async_step_tls_retry(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask again after the broker refused the certificates; uploaded files stay."""
+        return await self._async_tls_step("tls_retry", user_input, self._kept_tls)
 
     async def async_step_reconfigure_tls(
         self, user_input: dict[str, Any] | None = None
@@ -236,6 +245,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
                 if not (error := await async_validate(self.hass, data)):
                     return await self._async_finish(data)
                 errors["base"] = error
+                if self.source != SOURCE_RECONFIGURE:
+                    # The files read fine: re-picking all of them would be a chore.
+                    step_id, self._kept_tls = "tls_retry", tls_data
         suggested = {CONF_VERIFY_HOSTNAME: stored.get(CONF_VERIFY_HOSTNAME, True)}
         return self.async_show_form(
             step_id=step_id,
