@@ -192,7 +192,7 @@ def test_options(
     expect(qos).to_contain_text("at most once")
     expect(topic_sensors).to_be_checked()
     steps.shot("options", readme=True)
-    _expect_helpers(page)
+    _expect_helpers(page, steps)
     qos.click()
     page.get_by_role("option", name=re.compile(r"^1 ")).click()
     topic_sensors.click()
@@ -214,7 +214,7 @@ def test_options(
     page.get_by_role("button", name="Finish").click()
 
 
-def _expect_helpers(page: Page) -> None:
+def _expect_helpers(page: Page, steps: Steps) -> None:
     """Each options field shows its unit and help text, in the sections too."""
     expect(page.get_by_text("Keepalive", exact=True)).to_be_visible()
     expect(page.get_by_text("Keepalive (seconds)")).to_have_count(0)
@@ -224,6 +224,8 @@ def _expect_helpers(page: Page) -> None:
     expect(max_age).to_have_value("168")
     expect(page.get_by_text("In hours (168 h is 7 days)")).to_be_visible()
     expect(page.get_by_text("Drop the oldest messages to make room")).to_be_visible()
+    max_age.scroll_into_view_if_needed()
+    steps.shot("options-outbox", readme=True)
     page.get_by_text("Outbox", exact=True).click()
 
 
