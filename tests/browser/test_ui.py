@@ -224,7 +224,9 @@ def _expect_helpers(page: Page, steps: Steps) -> None:
     expect(max_age).to_have_value("168")
     expect(page.get_by_text("In hours (168 h is 7 days)")).to_be_visible()
     expect(page.get_by_text("Drop the oldest messages to make room")).to_be_visible()
-    max_age.scroll_into_view_if_needed()
+    page.get_by_text(
+        "Drop the oldest messages to make room"
+    ).scroll_into_view_if_needed()
     steps.shot("options-outbox", readme=True)
     page.get_by_text("Outbox", exact=True).click()
 
