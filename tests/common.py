@@ -6,6 +6,7 @@ from typing import Any
 import uuid
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.cloudsync.const import CONF_CLIENT_ID, CONF_URL, DOMAIN
@@ -48,3 +49,21 @@ async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfig
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     return entry
+
+
+def outbox_entities(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, Any]:
+    """Return the registry entries of a broker's four outbox sensors, by key."""
+    registry = er.async_get(hass)
+    found: dict[str, Any] = {}
+    for key in (
+        "outbox_queued",
+        "outbox_oldest_age",
+        "outbox_dropped",
+        "outbox_delivered",
+    ):
+        entity_id = registry.async_get_entity_id(
+            "sensor", DOMAIN, f"{entry.entry_id}_{key}"
+        )
+        assert entity_id is not None
+        found[key] = registry.async_get(entity_id)
+    return found

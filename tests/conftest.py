@@ -10,7 +10,7 @@ import pytest
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
 
-from tests.mosquitto import BrokerFactory, BrokerKind, Mosquitto
+from tests.mosquitto import BrokerFactory, BrokerKind, Mosquitto, run_broker
 from tests.pki import Pki, generate_pki
 
 if TYPE_CHECKING:
@@ -81,32 +81,22 @@ def pki_files(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     return pki.write_files(tmp_path_factory.mktemp("pki"))
 
 
-def _session_broker(kind: BrokerKind, pki: Pki) -> Generator[Mosquitto]:
-    """Run one broker for the whole session."""
-    broker = Mosquitto(kind, pki=pki)
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.close()
-
-
 @pytest.fixture(scope="session")
 def plain_broker(pki: Pki) -> Generator[Mosquitto]:
     """Return a session broker with an anonymous plain-TCP listener."""
-    yield from _session_broker("plain", pki)
+    yield from run_broker("plain", pki)
 
 
 @pytest.fixture(scope="session")
 def tls_broker(pki: Pki) -> Generator[Mosquitto]:
     """Return a session broker with a mutual-TLS listener (client cert required)."""
-    yield from _session_broker("tls", pki)
+    yield from run_broker("tls", pki)
 
 
 @pytest.fixture(scope="session")
 def password_broker(pki: Pki) -> Generator[Mosquitto]:
     """Return a session broker requiring `username` / `password`."""
-    yield from _session_broker("password", pki)
+    yield from run_broker("password", pki)
 
 
 @pytest.fixture

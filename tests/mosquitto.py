@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, Self
 import uuid
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Generator, Sequence
     from types import TracebackType
 
     from tests.pki import Pki
@@ -670,4 +670,14 @@ def _kill_leftovers() -> None:
     """Kill and delete brokers that were not closed (e.g. an aborted session)."""
     for broker in list(_UNCLOSED):
         broker.kill()
+        broker.close()
+
+
+def run_broker(kind: BrokerKind, pki: Pki) -> Generator[Mosquitto]:
+    """Run one broker until the generator is closed (for session fixtures)."""
+    broker = Mosquitto(kind, pki=pki)
+    try:
+        broker.start()
+        yield broker
+    finally:
         broker.close()

@@ -35,7 +35,7 @@ from custom_components.cloudsync.const import (
 from custom_components.cloudsync.flow_schemas import OUTBOX_FIELDS
 from custom_components.cloudsync.outbox import issue_id, outbox_path
 from custom_components.cloudsync.sensor import OUTBOX_SENSORS
-from tests.common import entry_for, setup_entry
+from tests.common import entry_for, outbox_entities, setup_entry
 from tests.delivery import SUBSCRIBER_ARGS, compare, persistent_broker, save_state
 from tests.mosquitto import MqttSubscriber
 
@@ -555,23 +555,11 @@ async def test_sensors_and_diagnostics(
     """Four diagnostic sensors per broker, and the outbox in the diagnostics."""
     broker = broker_factory()
     entry = await _setup(hass, broker)
-    registry = er.async_get(hass)
-    for key in (
-        "outbox_queued",
-        "outbox_oldest_age",
-        "outbox_dropped",
-        "outbox_delivered",
-    ):
-        entity_id = registry.async_get_entity_id(
-            "sensor", DOMAIN, f"{entry.entry_id}_{key}"
-        )
-        assert entity_id is not None
-        assert (
-            registry.async_get(entity_id).entity_category is EntityCategory.DIAGNOSTIC
-        )
+    for key, entity in outbox_entities(hass, entry).items():
+        assert entity.entity_category is EntityCategory.DIAGNOSTIC
         # An empty outbox has no oldest message: its age is unknown, not 0 s.
         expected = STATE_UNKNOWN if key == "outbox_oldest_age" else "0"
-        assert hass.states.get(entity_id).state == expected
+        assert hass.states.get(entity.entity_id).state == expected
     await _stop(entry, broker)
     await entry.runtime_data.async_publish(
         "app", "s/x", b"1", qos=1, retain=False, timeout=1

@@ -14,7 +14,7 @@ from syrupy.assertion import SnapshotAssertion
 
 from custom_components.cloudsync.const import DOMAIN, EVENT_MESSAGE_RECEIVED
 from custom_components.cloudsync.registry import SensorOptions
-from tests.common import entry_for, setup_entry
+from tests.common import entry_for, outbox_entities, setup_entry
 from tests.mosquitto import BrokerFactory, Mosquitto, mqtt_publish
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -260,22 +260,11 @@ async def test_outbox_counters_disabled_by_default(
 ) -> None:
     """Queued and oldest age are on; the dropped and delivered totals start disabled."""
     entry = await setup_entry(hass, entry_for(plain_broker))
-    registry = er.async_get(hass)
     disabled_by = {}
-    for key in (
-        "outbox_queued",
-        "outbox_oldest_age",
-        "outbox_dropped",
-        "outbox_delivered",
-    ):
-        entity_id = registry.async_get_entity_id(
-            "sensor", DOMAIN, f"{entry.entry_id}_{key}"
-        )
-        assert entity_id is not None
-        entity = registry.async_get(entity_id)
-        assert entity is not None
+    for key, entity in outbox_entities(hass, entry).items():
         disabled_by[key] = entity.disabled_by
-        assert (hass.states.get(entity_id) is None) is (entity.disabled_by is not None)
+        state = hass.states.get(entity.entity_id)
+        assert (state is None) is (entity.disabled_by is not None)
     assert disabled_by == {
         "outbox_queued": None,
         "outbox_oldest_age": None,

@@ -187,15 +187,11 @@ def _async_report_dead_letter(
     message: DroppedMessage,
 ) -> None:
     """Tell the user a message was set aside because the broker kept dropping the link."""
-    ir.async_create_issue(
+    _async_warn(
         hass,
-        DOMAIN,
         f"dead_letter_{entry.entry_id}",
-        is_fixable=False,
-        is_persistent=False,
-        severity=ir.IssueSeverity.WARNING,
-        translation_key="dead_letter",
-        translation_placeholders={
+        "dead_letter",
+        {
             "broker": broker,
             "topic": message.topic,
             "id": message.id,
@@ -219,19 +215,34 @@ def _async_report_corrupt(
         error,
         aside,
     )
+    _async_warn(
+        hass,
+        issue_id(entry.entry_id),
+        "outbox_corrupt",
+        {"broker": broker, "path": str(aside), "error": error},
+        persistent=True,
+    )
+
+
+@callback
+def _async_warn(
+    hass: HomeAssistant,
+    issue: str,
+    translation_key: str,
+    placeholders: dict[str, str],
+    *,
+    persistent: bool = False,
+) -> None:
+    """Raise a repair issue (a warning the user reads; nothing to fix in a flow)."""
     ir.async_create_issue(
         hass,
         DOMAIN,
-        issue_id(entry.entry_id),
+        issue,
         is_fixable=False,
-        is_persistent=True,
+        is_persistent=persistent,
         severity=ir.IssueSeverity.WARNING,
-        translation_key="outbox_corrupt",
-        translation_placeholders={
-            "broker": broker,
-            "path": str(aside),
-            "error": error,
-        },
+        translation_key=translation_key,
+        translation_placeholders=placeholders,
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 import pytest_socket
 
 from tests.browser.homeassistant import ROOT, HomeAssistantServer
-from tests.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto, run_broker
 from tests.pki import Pki, generate_pki
 
 if TYPE_CHECKING:
@@ -86,31 +86,22 @@ def browser_pki() -> Pki:
     return generate_pki()
 
 
-def _broker(kind: Any, pki: Pki) -> Generator[Mosquitto]:
-    broker = Mosquitto(kind, pki=pki)
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.close()
-
-
 @pytest.fixture(scope="session")
 def plain(browser_pki: Pki) -> Generator[Mosquitto]:
     """Return an anonymous plain broker."""
-    yield from _broker("plain", browser_pki)
+    yield from run_broker("plain", browser_pki)
 
 
 @pytest.fixture(scope="session")
 def tls(browser_pki: Pki) -> Generator[Mosquitto]:
     """Return a mutual-TLS broker."""
-    yield from _broker("tls", browser_pki)
+    yield from run_broker("tls", browser_pki)
 
 
 @pytest.fixture(scope="session")
 def password_broker(browser_pki: Pki) -> Generator[Mosquitto]:
     """Return a broker that needs a username and password."""
-    yield from _broker("password", browser_pki)
+    yield from run_broker("password", browser_pki)
 
 
 @pytest.fixture(scope="session")

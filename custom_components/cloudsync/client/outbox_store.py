@@ -38,19 +38,11 @@ _SELECT: Final = "SELECT seq, id, topic, payload, qos, retain, created FROM mess
 JOURNAL_SIZE_LIMIT: Final = 8 * 1024 * 1024
 _CHUNK: Final = 500  # bound variables per DELETE
 DEAD_LETTERS_KEPT: Final = 100  # the newest dead letters stay in the file, for a look
-_DEAD_LETTERS: Final = """
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL,
-    created REAL NOT NULL,
-    size INTEGER NOT NULL,
-    moved REAL NOT NULL
+# Added after format 1 shipped, so created when missing: the messages' columns + when.
+_DEAD_LETTERS: Final = (
+    "CREATE TABLE IF NOT EXISTS dead_letters AS "
+    "SELECT *, 0.0 AS moved FROM messages WHERE 0"
 )
-"""
 
 
 class OverflowPolicy(StrEnum):
@@ -188,7 +180,7 @@ class OutboxStore:
                 f"unknown outbox format {version} (this version reads {SCHEMA_VERSION})"
             )
             raise sqlite3.DatabaseError(msg)
-        db.execute(_DEAD_LETTERS)  # added after format 1 shipped: created when missing
+        db.execute(_DEAD_LETTERS)
         columns = tuple(row[1] for row in db.execute("PRAGMA table_info(messages)"))
         if columns != _COLUMNS:
             msg = f"unexpected columns in the messages table: {columns}"
@@ -288,8 +280,7 @@ class OutboxStore:
         """Copy messages to the dead letters (before their delete), keeping the newest."""
         for seq in seqs:
             self._db.execute(
-                "INSERT OR REPLACE INTO dead_letters SELECT *, ? FROM messages "
-                "WHERE seq = ?",
+                "INSERT INTO dead_letters SELECT *, ? FROM messages WHERE seq = ?",
                 (datetime.now(UTC).timestamp(), seq),
             )
         self._db.execute(
