@@ -138,6 +138,11 @@ class Mosquitto:
         """Return the current log length, for `wait_for_log(since=...)`."""
         return len(self.log_text())
 
+    def change_password(self, password: str) -> None:
+        """Give the broker's user a new password; it applies from the next start."""
+        self.password = password
+        self._write_password_file()
+
     def _write_password_file(self) -> None:
         """Create the password file with mosquitto_passwd (PBKDF2-SHA512)."""
         path = self._dir / "passwords"

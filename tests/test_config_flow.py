@@ -11,7 +11,7 @@ import uuid
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -33,6 +33,8 @@ from custom_components.cloudsync.const import (
     CONF_VERIFY_HOSTNAME,
     DOMAIN,
 )
+from custom_components.cloudsync.entry_data import default_title
+from custom_components.cloudsync.outbox import outbox_limits
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import MqttSubscriber, free_port
 
@@ -442,7 +444,9 @@ async def test_tls_errors(
     result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
 
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "tls"
+    # Files that read fine but did not connect are kept for the retry.
+    refused = errors.get("base") in {"tls_error", "client_key_mismatch"}
+    assert result["step_id"] == ("tls_retry" if refused else "tls")
     assert result["errors"] == errors
 
     result = await hass.config_entries.flow.async_configure(
@@ -451,6 +455,25 @@ async def test_tls_errors(
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_CLIENT_CERT] == pki.client_cert_pem
+
+
+@pytest.mark.usefixtures("mock_setup_entry")
+async def test_tls_retry_keeps_the_uploads(
+    hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki, upload: Upload
+) -> None:
+    """After a refused handshake only the wrong file needs uploading again."""
+    result = await start_user_flow(hass, tls_broker.url)
+    files = {**PEM_UPLOADS, CONF_CA_CERT: "other_ca_pem"}
+    form = uploads(upload, pki, files) | {CONF_VERIFY_HOSTNAME: True}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert result["step_id"] == "tls_retry"
+    assert result["errors"] == {"base": "tls_error"}
+
+    form = uploads(upload, pki, {CONF_CA_CERT: "ca_pem"}) | {CONF_VERIFY_HOSTNAME: True}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], form)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_CA_CERT] == pki.ca_pem
+    assert result["data"][CONF_CLIENT_KEY] == pki.client_key_pem
 
 
 @pytest.mark.usefixtures("mock_setup_entry")
@@ -504,6 +527,43 @@ async def test_reconfigure_to_other_broker(
         CONF_PROTOCOL: "mqttv5",
         CONF_PROFILE: "generic",
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "title"),
+    [
+        ("mqtt://broker.example.com:1883", "broker.example.com"),
+        ("mqtts://broker.example.com:8883", "broker.example.com"),
+        ("mqtts://broker.example.com:1883", "broker.example.com:1883"),
+        ("mqtt://127.0.0.1:1884", "127.0.0.1:1884"),
+        ("mqtt://[::1]:1883", "::1"),
+        ("mqtt://[::1]:1884", "[::1]:1884"),
+    ],
+)
+def test_default_title(url: str, title: str) -> None:
+    """A new broker is named after its host; the port only when it is not the usual."""
+    assert default_title(url) == title
+
+
+async def test_reconfigure_keeps_a_chosen_title(
+    hass: HomeAssistant, plain_broker: Mosquitto, password_broker: Mosquitto
+) -> None:
+    """A title the user gave the broker survives a URL change; a default one follows."""
+    entry = broker_entry(plain_broker)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, title="Cloud broker")
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_URL: password_broker.url,
+            CONF_USERNAME: password_broker.username,
+            CONF_PASSWORD: password_broker.password,
+            CONF_PROTOCOL: "mqttv311",
+        },
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.title == "Cloud broker"
 
 
 async def test_reconfigure_already_configured(
@@ -738,7 +798,7 @@ async def test_reauth_tls(hass: HomeAssistant, tls_broker: Mosquitto, pki: Pki) 
 OUTBOX_INPUT = {
     "max_messages": 500.0,
     "max_size": 2.0,
-    "max_age": {"hours": 1, "minutes": 30},
+    "max_age": 36.0,
     "overflow": "refuse",
     "drain_rate": 100.0,
 }
@@ -790,7 +850,7 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
         "outbox": {
             "max_messages": 500,
             "max_size": 2,
-            "max_age": {"hours": 1, "minutes": 30},
+            "max_age": 36,
             "overflow": "refuse",
             "drain_rate": 100,
         },
@@ -805,25 +865,20 @@ async def test_options(hass: HomeAssistant, plain_broker: Mosquitto) -> None:
     assert section_suggested(result, "outbox", "overflow") == "refuse"
 
 
-async def test_options_outbox_defaults_and_zero_age(
+async def test_options_outbox_defaults_and_max_age(
     hass: HomeAssistant, plain_broker: Mosquitto
 ) -> None:
-    """The outbox section defaults to the documented caps; a zero max age is an error."""
+    """The outbox section defaults to the documented caps; the max age is in hours."""
     entry = broker_entry(plain_broker)
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert section_suggested(result, "outbox", "max_age") == 168
     base = {CONF_QOS: "0", CONF_RETAIN: False, CONF_KEEPALIVE: 60, "state_interval": 1}
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
-        {
-            **base,
-            "outbox": {**OUTBOX_INPUT, "max_age": {"seconds": 0}},
-            "cache": {},
-        },
-    )
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {"base": "invalid_max_age"}
-    assert section_suggested(result, "outbox", "max_messages") == 500.0
+    with pytest.raises(InvalidData):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {**base, "outbox": {**OUTBOX_INPUT, "max_age": 0}, "cache": {}},
+        )
 
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {**base, "outbox": {}, "cache": {}}
@@ -832,12 +887,26 @@ async def test_options_outbox_defaults_and_zero_age(
     assert entry.options["outbox"] == {
         "max_messages": 100_000,
         "max_size": 64,
-        "max_age": {"days": 7},
+        "max_age": 168,
         "overflow": "drop_oldest",
         "drain_rate": 1000,
     }
     assert entry.options["cache"] == {"max_topics": 10_000, "max_size": 16}
     assert entry.options["message_events"] is False
+
+
+async def test_options_read_an_older_max_age(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """Entries before 0.2 stored the max age as a duration: shown in hours, still used."""
+    entry = broker_entry(plain_broker)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        entry, options={"outbox": {"max_age": {"hours": 1, "minutes": 30}}}
+    )
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert section_suggested(result, "outbox", "max_age") == 1.5
+    assert outbox_limits(entry.options).max_age == 5400
 
 
 @pytest.mark.usefixtures("socket_enabled")

@@ -108,16 +108,22 @@ async def test_broken_certificate_is_an_error(
 async def test_connection_sensor_follows_broker(
     hass: HomeAssistant, broker_factory: BrokerFactory
 ) -> None:
-    """The connectivity sensor goes off when the broker stops and on when it is back."""
+    """The connectivity sensor goes off (saying why) when the broker stops, on when back."""
     broker = broker_factory()
     entry = await setup_entry(hass, entry_for(broker))
     connection = entry.runtime_data._connection
     connection._reconnector._backoff = (0.1, 0.5)
     entity_id = _connection_entity(hass, entry.entry_id)
+    assert hass.states.get(entity_id).attributes["last_error"] is None
     await broker.async_stop()
     await _wait_state(hass, entity_id, STATE_OFF)
+    async with asyncio.timeout(20):  # the first reconnect attempt fails
+        while not hass.states.get(entity_id).attributes["last_error"]:
+            await asyncio.sleep(0.05)
+    assert "refused" in hass.states.get(entity_id).attributes["last_error"]
     await broker.async_start()
     await _wait_state(hass, entity_id, STATE_ON)
+    assert hass.states.get(entity_id).attributes["last_error"] is None
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -181,8 +187,7 @@ async def test_credentials_refused_while_running_start_reauth(
     entry = await setup_entry(hass, entry_for(broker))
     assert entry.state is ConfigEntryState.LOADED
     broker.stop()
-    broker.password = "changed-on-the-broker"
-    broker._write_password_file()
+    broker.change_password("changed-on-the-broker")
     broker.start()
     async with asyncio.timeout(20):
         while not hass.config_entries.flow.async_progress_by_handler(DOMAIN):
@@ -194,6 +199,10 @@ async def test_credentials_refused_while_running_start_reauth(
             await asyncio.sleep(0.05)
     assert caplog.text.count("refused the credentials while reconnecting") == 1
     assert "changed-on-the-broker" not in caplog.text
+    state = hass.states.get(_connection_entity(hass, entry.entry_id))
+    assert state.state == STATE_OFF
+    assert "Not authorized" in state.attributes["last_error"]
+    assert entry.data["password"] not in state.attributes["last_error"]
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from unittest.mock import patch
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import EntityCategory
+from homeassistant.const import STATE_UNKNOWN, EntityCategory
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 import pytest
@@ -555,9 +555,11 @@ async def test_sensors_and_diagnostics(
     """Four diagnostic sensors per broker, and the outbox in the diagnostics."""
     broker = broker_factory()
     entry = await _setup(hass, broker)
-    for entity in outbox_entities(hass, entry).values():
+    for key, entity in outbox_entities(hass, entry).items():
         assert entity.entity_category is EntityCategory.DIAGNOSTIC
-        assert hass.states.get(entity.entity_id).state == "0"
+        # An empty outbox has no oldest message: its age is unknown, not 0 s.
+        expected = STATE_UNKNOWN if key == "outbox_oldest_age" else "0"
+        assert hass.states.get(entity.entity_id).state == expected
     await _stop(entry, broker)
     await entry.runtime_data.async_publish(
         "app", "s/x", b"1", qos=1, retain=False, timeout=1
@@ -572,6 +574,7 @@ async def test_sensors_and_diagnostics(
     assert diagnostics["outbox"]["path"].endswith(f"{entry.entry_id}.outbox.db")
     await broker.async_start()
     await _wait_for(lambda: _state(hass, entry, "outbox_delivered") == "1", timeout=10)
+    await _wait_for(lambda: _state(hass, entry, "outbox_oldest_age") == STATE_UNKNOWN)
 
 
 async def test_outbox_write_error_replies(

@@ -60,6 +60,7 @@ async def test_sensor_created_updated_and_removed(
         hass, entry_for(plain_broker, options={"state_interval": 0})
     )
     entity_id = await _subscribed_sensor(hass, entry, "sensors/+/temp")
+    assert entity_id == f"sensor.127_0_0_1_{plain_broker.port}_topic_sensors_any_temp"
     entity = er.async_get(hass).async_get(entity_id)
     assert entity is not None
     assert entity.device_id is not None
@@ -77,6 +78,21 @@ async def test_sensor_created_updated_and_removed(
     await hass.async_block_till_done()
     assert hass.states.get(entity_id) is None
     assert _sensor_id(hass, entry.entry_id, "sensors/+/temp") is None
+
+
+async def test_wildcards_keep_entity_ids_apart(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """`demo`, `demo/#` and `demo/+` get their own entity ids; names keep the filter."""
+    entry = await setup_entry(hass, entry_for(plain_broker))
+    ids = {
+        topic_filter: await _subscribed_sensor(hass, entry, topic_filter)
+        for topic_filter in ("demo", "demo/#", "demo/+")
+    }
+    prefix = f"sensor.127_0_0_1_{plain_broker.port}_topic_demo"
+    assert ids == {"demo": prefix, "demo/#": f"{prefix}_all", "demo/+": f"{prefix}_any"}
+    name = hass.states.get(ids["demo/#"]).attributes["friendly_name"]
+    assert name == f"127.0.0.1:{plain_broker.port} Topic demo/#"
 
 
 async def test_long_payload_truncated(

@@ -23,6 +23,7 @@ from .apps import SYSTEM, AppOwners, Principal
 from .client import (
     BrokerConnection,
     BrokerUrl,
+    CloudSyncError,
     Listeners,
     MetricsSnapshot,
     NotConnectedError,
@@ -121,6 +122,11 @@ class CloudSyncBroker:
     def connected(self) -> bool:
         """Return True while the broker connection is up."""
         return self._connection.connected
+
+    @property
+    def last_error(self) -> str | None:
+        """Return why the last connection attempt failed (None once connected)."""
+        return self._connection.last_error
 
     @property
     def subscriptions(self) -> Mapping[str, Subscription]:
@@ -348,6 +354,13 @@ class CloudSyncBroker:
     ) -> CALLBACK_TYPE:
         """Call ``listener(connected)`` when the link goes up or down."""
         return self._connection.add_connection_listener(listener)
+
+    @callback
+    def add_failure_listener(
+        self, listener: Callable[[CloudSyncError], None]
+    ) -> CALLBACK_TYPE:
+        """Call ``listener(error)`` when a background reconnect attempt fails."""
+        return self._connection.add_failure_listener(listener)
 
     @callback
     def add_outbox_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:

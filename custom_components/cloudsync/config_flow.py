@@ -14,7 +14,6 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import callback
-from homeassistant.helpers import config_validation as cv
 
 from .certificates import async_tls_data
 from .client import (
@@ -38,7 +37,7 @@ from .const import (
     ENTRY_MINOR_VERSION,
     ENTRY_VERSION,
 )
-from .entry_data import profile_of
+from .entry_data import default_title, profile_of, reconfigured_title
 from .flow_profiles import (
     certificate_errors,
     connection_errors,
@@ -54,7 +53,7 @@ from .flow_schemas import (
     USER_SCHEMA,
     options_schema,
 )
-from .outbox import async_discard_queue, async_queued_count
+from .outbox import async_discard_queue, async_queued_count, max_age_hours
 from .probe import async_validate
 
 if TYPE_CHECKING:
@@ -94,11 +93,6 @@ def _url(user_input: Mapping[str, Any], errors: dict[str, str]) -> str | None:
     return None if errors else str(url)
 
 
-def _title(url: str) -> str:
-    """Return the entry title `host:port` for a normalized broker URL."""
-    return url.partition("://")[2]
-
-
 _RELOAD_STATES = (ConfigEntryState.SETUP_ERROR, ConfigEntryState.SETUP_RETRY)
 
 
@@ -114,6 +108,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         self._user_input: dict[str, Any] = {}
         self._queued = 0
         self._discard_queue = False
+        self._kept_tls: dict[
+            str, Any
+        ] = {}  # uploads the broker refused, kept for a retry
 
     @staticmethod
     @callback
@@ -181,6 +178,12 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Ask for the certificates of a TLS broker."""
         return await self._async_tls_step("tls", user_input, {})
+
+    async def async_step_tls_retry(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask again after the broker refused the certificates; uploaded files stay."""
+        return await self._async_tls_step("tls_retry", user_input, self._kept_tls)
 
     async def async_step_reconfigure_tls(
         self, user_input: dict[str, Any] | None = None
@@ -254,6 +257,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
                 if not (error := await async_validate(self.hass, data)):
                     return await self._async_finish(data)
                 errors["base"] = error
+                if self.source != SOURCE_RECONFIGURE:
+                    # The files read fine: re-picking all of them would be a chore.
+                    step_id, self._kept_tls = "tls_retry", tls_data
         suggested = {CONF_VERIFY_HOSTNAME: stored.get(CONF_VERIFY_HOSTNAME, True)}
         return self.async_show_form(
             step_id=step_id,
@@ -283,7 +289,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         if self.source != SOURCE_RECONFIGURE:
             # New brokers isolate apps; older entries keep their behaviour.
             return self.async_create_entry(
-                title=_title(url), data=data, options={CONF_APP_ISOLATION: True}
+                title=default_title(url),
+                data=data,
+                options={CONF_APP_ISOLATION: True},
             )
         entry = self._get_reconfigure_entry()
         reload = entry.state in _RELOAD_STATES
@@ -292,8 +300,9 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
             reload = reload or entry.state is ConfigEntryState.LOADED
             await self.hass.config_entries.async_unload(entry.entry_id)
             await async_discard_queue(self.hass, entry, self._queued)
+        title = reconfigured_title(entry.title, entry.data[CONF_URL], url)
         self.hass.config_entries.async_update_entry(
-            entry, title=_title(url), unique_id=url, data=data
+            entry, title=title, unique_id=url, data=data
         )
         if reload:
             # A loaded entry reloads through its update listener; these have none.
@@ -310,17 +319,15 @@ class CloudSyncOptionsFlow(OptionsFlow):
         """Show and store the options."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            max_age = cv.time_period_dict(user_input[CONF_OUTBOX][CONF_MAX_AGE])
             errors = options_errors(self.config_entry.data, user_input)
-            if max_age.total_seconds() <= 0:
-                errors["base"] = "invalid_max_age"
             if not errors:
                 return self.async_create_entry(data=user_input)
         options = user_input or self.config_entry.options
+        outbox = options.get(CONF_OUTBOX, {})
         suggested = {
             **options,
             CONF_QOS: str(options.get(CONF_QOS, DEFAULT_QOS)),
-            CONF_OUTBOX: options.get(CONF_OUTBOX, {}),
+            CONF_OUTBOX: {**outbox, CONF_MAX_AGE: max_age_hours(outbox)},
             CONF_CACHE: options.get(CONF_CACHE, {}),
         }
         return self.async_show_form(

@@ -53,7 +53,7 @@ DEFAULT_CACHE_MAX_TOPICS: Final = 10_000
 DEFAULT_CACHE_MAX_SIZE: Final = 16  # MiB
 DEFAULT_MAX_MESSAGES: Final = 100_000
 DEFAULT_MAX_SIZE: Final = 64  # MiB
-DEFAULT_MAX_AGE: Final = {"days": 7}
+DEFAULT_MAX_AGE: Final = 168  # hours (entries before 0.2 stored a duration dict)
 DEFAULT_OVERFLOW: Final = "drop_oldest"
 DEFAULT_DRAIN_RATE: Final = 1000
 

@@ -7,7 +7,15 @@ from typing import Any
 
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 
-from .client import PROFILES, BrokerConfig, Profile, Protocol, parse_broker_url
+from .client import (
+    DEFAULT_PORT,
+    DEFAULT_TLS_PORT,
+    PROFILES,
+    BrokerConfig,
+    Profile,
+    Protocol,
+    parse_broker_url,
+)
 from .const import (
     CONF_CA_CERT,
     CONF_CLIENT_CERT,
@@ -52,3 +60,18 @@ def profile_of(data: Mapping[str, Any]) -> Profile:
         return Profile(data.get(CONF_PROFILE, Profile.GENERIC))
     except ValueError:
         return Profile.GENERIC
+
+
+def default_title(url: str) -> str:
+    """Return a new entry's title: the host, and the port unless it is the usual one."""
+    parsed = parse_broker_url(url)
+    if parsed.port == (DEFAULT_TLS_PORT if parsed.tls else DEFAULT_PORT):
+        return parsed.host
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{host}:{parsed.port}"
+
+
+def reconfigured_title(title: str, old_url: str, new_url: str) -> str:
+    """Return the title after a URL change: a name the user chose stays."""
+    defaults = {default_title(old_url), old_url.partition("://")[2]}  # and the old form
+    return default_title(new_url) if title in defaults else title

@@ -8,8 +8,6 @@ from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.data_entry_flow import section
 from homeassistant.helpers.selector import (
     BooleanSelector,
-    DurationSelector,
-    DurationSelectorConfig,
     FileSelector,
     FileSelectorConfig,
     NumberSelector,
@@ -138,9 +136,8 @@ def _count(maximum: int, unit: str | None = None) -> vol.All:
 OUTBOX_FIELDS: dict[vol.Marker, Any] = {
     vol.Required(CONF_MAX_MESSAGES, default=DEFAULT_MAX_MESSAGES): _count(100_000_000),
     vol.Required(CONF_MAX_SIZE, default=DEFAULT_MAX_SIZE): _count(1_048_576, "MiB"),
-    vol.Required(CONF_MAX_AGE, default=DEFAULT_MAX_AGE): DurationSelector(
-        DurationSelectorConfig(enable_day=True, allow_negative=False)
-    ),
+    # Hours in a number box: the duration selector shows "7:0:00:00" without units.
+    vol.Required(CONF_MAX_AGE, default=DEFAULT_MAX_AGE): _count(87_600, "h"),
     vol.Required(CONF_OVERFLOW, default=DEFAULT_OVERFLOW): SelectSelector(
         SelectSelectorConfig(
             options=[policy.value for policy in OverflowPolicy],

@@ -63,15 +63,22 @@ def outbox_path(hass: HomeAssistant, entry_id: str) -> Path:
     return Path(hass.config.path(STORAGE_DIR, DOMAIN, f"{entry_id}.outbox.db"))
 
 
+def max_age_hours(settings: Mapping[str, Any]) -> float:
+    """Return the outbox's maximum message age in hours (or from an older duration)."""
+    value = settings.get(CONF_MAX_AGE, DEFAULT_MAX_AGE)
+    if isinstance(value, Mapping):
+        age: timedelta = cv.time_period_dict(value)
+        return age.total_seconds() / 3600
+    return float(value)
+
+
 def outbox_limits(options: Mapping[str, Any]) -> OutboxLimits:
     """Return the caps the entry's options set (ValueError when they cannot work)."""
     settings: Mapping[str, Any] = options.get(CONF_OUTBOX, {})
     return OutboxLimits(
         max_messages=int(settings.get(CONF_MAX_MESSAGES, DEFAULT_MAX_MESSAGES)),
         max_bytes=round(float(settings.get(CONF_MAX_SIZE, DEFAULT_MAX_SIZE)) * MIB),
-        max_age=cv.time_period_dict(
-            settings.get(CONF_MAX_AGE, DEFAULT_MAX_AGE)
-        ).total_seconds(),
+        max_age=max_age_hours(settings) * 3600,
         overflow=OverflowPolicy(settings.get(CONF_OVERFLOW, DEFAULT_OVERFLOW)),
         rate=float(settings.get(CONF_DRAIN_RATE, DEFAULT_DRAIN_RATE)),
     )

@@ -44,16 +44,16 @@ async def async_setup_entry(
         TopicSensors(hass, entry, async_add_entities).async_start()
 
 
-def _oldest_age(stats: OutboxStats) -> int:
-    """Return the age of the oldest queued message in seconds (0 when none)."""
-    return max(0, round(time.time() - stats.oldest)) if stats.oldest else 0
+def _oldest_age(stats: OutboxStats) -> int | None:
+    """Return the age of the oldest queued message in seconds (unknown when none)."""
+    return max(0, round(time.time() - stats.oldest)) if stats.oldest else None
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutboxSensorEntityDescription(SensorEntityDescription):
     """An outbox count and how to read it."""
 
-    value_fn: Callable[[OutboxStats], int]
+    value_fn: Callable[[OutboxStats], int | None]
 
 
 OUTBOX_SENSORS: tuple[OutboxSensorEntityDescription, ...] = (
@@ -102,8 +102,8 @@ class OutboxSensor(CloudSyncEntity, SensorEntity):
         self.entity_description = description
 
     @property
-    def native_value(self) -> int:
-        """Return the current count."""
+    def native_value(self) -> int | None:
+        """Return the current count or age."""
         return self.entity_description.value_fn(self.entry.runtime_data.outbox_stats)
 
     async def async_added_to_hass(self) -> None:

@@ -145,6 +145,12 @@ class TopicSensor(CloudSyncEntity, RestoreSensor):
         self._apply_options()
 
     @property
+    def suggested_object_id(self) -> str | None:
+        """Spell wildcards out, so `demo/#` is not `demo` (`..._topic_demo_all`)."""
+        name = super().suggested_object_id
+        return name and name.replace("#", "all").replace("+", "any")
+
+    @property
     def available(self) -> bool:
         """Return False while the broker is disconnected."""
         return self.entry.runtime_data.connected

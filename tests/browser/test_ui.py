@@ -153,10 +153,10 @@ def test_add_tls_broker(
     expect(_error(page)).to_contain_text(
         "The TLS handshake failed: check the CA, the client certificate and the hostname"
     )
+    # The files read fine, so they stay: only the CA is uploaded again.
+    expect(page.get_by_text("the ones uploaded before stay otherwise")).to_be_visible()
     steps.shot("tls-wrong-ca")
     _upload(page, "CA certificate", tls.files["ca"])
-    _upload(page, "Client certificate", tls.files["client_cert"])
-    _upload(page, "Client private key", tls.files["client_key"])
     page.get_by_role("button", name="Submit").click()
     expect(
         page.get_by_text(f"Created configuration for 127.0.0.1:{tls.port}")
@@ -192,6 +192,7 @@ def test_options(
     expect(qos).to_contain_text("at most once")
     expect(topic_sensors).to_be_checked()
     steps.shot("options", readme=True)
+    _expect_helpers(page, steps)
     qos.click()
     page.get_by_role("option", name=re.compile(r"^1 ")).click()
     topic_sensors.click()
@@ -211,6 +212,23 @@ def test_options(
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_text("Options successfully saved.")).to_be_visible()
     page.get_by_role("button", name="Finish").click()
+
+
+def _expect_helpers(page: Page, steps: Steps) -> None:
+    """Each options field shows its unit and help text, in the sections too."""
+    expect(page.get_by_text("Keepalive", exact=True)).to_be_visible()
+    expect(page.get_by_text("Keepalive (seconds)")).to_have_count(0)
+    expect(page.get_by_text("Used when a publish does not say whether")).to_be_visible()
+    page.get_by_text("Outbox", exact=True).click()
+    max_age = page.get_by_label("Maximum message age")
+    expect(max_age).to_have_value("168")
+    expect(page.get_by_text("In hours (168 h is 7 days)")).to_be_visible()
+    expect(page.get_by_text("Drop the oldest messages to make room")).to_be_visible()
+    page.get_by_text(
+        "Drop the oldest messages to make room"
+    ).scroll_into_view_if_needed()
+    steps.shot("options-outbox", readme=True)
+    page.get_by_text("Outbox", exact=True).click()
 
 
 def test_device_page(
@@ -238,3 +256,91 @@ def test_device_page(
     expect(_state(page, "Unavailable")).to_be_visible()
     expect(_state(page, "21.5")).to_be_hidden()
     steps.shot("device-broker-down")
+    page.get_by_text("Connection", exact=True).click()
+    dialog = page.locator("ha-more-info-dialog")
+    dialog.get_by_text("Attributes", exact=True).click()
+    # The attribute rows are slotted: only the accessibility tree has their text.
+    error = re.escape(f"{plain.url} refused the TCP connection").replace("/", r"\/")
+    expect(dialog.get_by_role("region", name="Attributes")).to_match_aria_snapshot(
+        f'- region "Attributes": /Last error {error}/'
+    )
+    # Left open: closing it navigates back, which would race the next step's goto.
+    steps.shot("connection-last-error", readme=True)
+
+
+def _entry_menu(page: Page, broker: Mosquitto, item: str) -> None:
+    """Open an entry's three-dots menu on the integration page and pick ``item``."""
+    _entry_row(page, broker).get_by_role("button", name="Menu").click()
+    page.get_by_role("menuitem", name=item).click()
+
+
+def test_reconfigure(
+    page: Page, home_assistant: HomeAssistantServer, plain: Mosquitto, steps: Steps
+):
+    """Reconfigure the plain broker: an unreachable URL is refused, MQTT 5 works."""
+    plain.start()
+    _open_cloudsync(page, home_assistant)
+    # iot_class local_push: the broker may be on the LAN; no "Requires Internet".
+    expect(page.get_by_text("Custom integration")).to_be_visible()
+    expect(page.get_by_text("Requires Internet")).to_have_count(0)
+    _entry_menu(page, plain, "Reconfigure")
+    expect(page.get_by_text("Reconfigure the broker")).to_be_visible()
+    expect(page.get_by_label("Broker URL")).to_have_value(plain.url)
+    _submit_url(page, "mqtt://127.0.0.1:1")
+    expect(_error(page)).to_contain_text("refused the connection")
+    page.get_by_label("Broker URL").fill(plain.url)
+    page.get_by_role("radio", name="MQTT 5").check()
+    steps.shot("reconfigure", readme=True)
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("The broker was reconfigured.")).to_be_visible()
+    page.get_by_role("button", name="Close", exact=True).last.click()
+
+    _open_cloudsync(page, home_assistant)
+    _entry_row(page, plain).get_by_role("link", name="1 service").click()
+    expect(_state(page, "Connected")).to_be_visible()
+    expect(_state(page, "21.5")).to_be_visible()  # restored, and the broker is back
+
+
+def test_reauth_after_password_change(
+    page: Page,
+    home_assistant: HomeAssistantServer,
+    password_broker: Mosquitto,
+    steps: Steps,
+):
+    """A wrong password is refused; a changed one starts reauth, driven from Settings."""
+    _open_cloudsync(page, home_assistant)
+    page.get_by_role("button", name="Add service").click()
+    page.get_by_label("Username").fill(password_broker.username or "")
+    page.get_by_label("Password", exact=True).fill("wrong-password")
+    _submit_url(page, password_broker.url)
+    expect(_error(page)).to_contain_text("refused the username, password")
+    page.get_by_label("Password", exact=True).fill(password_broker.password or "")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("Success!")).to_be_visible()
+    page.get_by_role("button", name="Finish").click()
+    title = f"127.0.0.1:{password_broker.port}"
+    expect(page.get_by_text(title, exact=True)).to_be_visible()
+
+    password_broker.stop()
+    password_broker.change_password("changed-on-the-broker")
+    password_broker.start()
+    page.goto(f"{home_assistant.url}/config/dashboard")
+    notice = page.get_by_text(re.compile(rf"Authentication expired for {title}"))
+    expect(notice).to_be_visible()
+    steps.shot("reauth-notice", readme=True)
+    notice.click()
+    expect(page.get_by_text("Broker login failed")).to_be_visible()
+    expect(
+        page.get_by_text(f"The broker {password_broker.url} refused")
+    ).to_be_visible()
+    page.get_by_label("Password", exact=True).fill("changed-on-the-broker")
+    steps.shot("reauth")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("The credentials were updated.")).to_be_visible()
+    page.get_by_role("button", name="Close", exact=True).last.click()
+    expect(notice).to_be_hidden()
+
+    _open_cloudsync(page, home_assistant)
+    _entry_row(page, password_broker).get_by_role("link", name="1 service").click()
+    expect(_state(page, "Connected")).to_be_visible()
+    steps.shot("reauth-connected")
