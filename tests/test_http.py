@@ -658,7 +658,10 @@ async def test_broker_not_loaded(
 async def test_broker_stopped(
     hass: HomeAssistant, hass_client, broker_factory: BrokerFactory
 ) -> None:
-    """While the connection is down a publish is queued (202), a subscribe is a 503."""
+    """While the connection is down a publish is queued and a subscribe recorded (202).
+
+    Both reach the broker once it is back.
+    """
     broker = broker_factory()
     entry = await _async_setup_entry(hass, broker)
     client = await hass_client()
@@ -684,9 +687,18 @@ async def test_broker_stopped(
         "queued": True,
         "id": reply["id"],
     }
-    status, reply = await post(client, "subscribe", VALID)
-    assert (status, reply["error"]) == (503, "not_connected")
+    body = {"appid": "late", "topic": "down/#", "url": broker.url}
+    status, reply = await post(client, "subscribe", body)
+    assert (status, reply["pending"]) == (202, True)
     assert broker.url in reply["Message"]
+    entry.runtime_data._connection._reconnector._backoff = (0.05, 0.3)
+    await broker.async_start()
+    async with asyncio.timeout(10):
+        while not entry.runtime_data.connected:
+            await asyncio.sleep(0.02)
+    await mqtt_publish(broker, "down/x", "after", qos=1)
+    reply = await wait_for_data(client, "down/x", "late")
+    assert reply["Message"] == "after"
 
 
 async def test_broker_paused(

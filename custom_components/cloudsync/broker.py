@@ -76,6 +76,7 @@ class Subscribed:
     topic_filter: str
     qos: int
     new_at_broker: bool
+    pending: bool = False  # the broker was down: it is sent when the link is back
 
 
 class CloudSyncBroker:
@@ -245,6 +246,7 @@ class CloudSyncBroker:
         qos = self.default_qos if qos is None else qos
         self._connection.check_subscribe(topic_filter, qos)
         self.check_app(principal, app_id)
+        pending = False
         async with self._lock:
             existing = self._registry.subscriptions.get(topic_filter)
             if existing is None and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
@@ -258,11 +260,17 @@ class CloudSyncBroker:
                     await self._connection.subscribe(
                         topic_filter, qos, timeout=timeout or ACK_TIMEOUT
                     )
+                except NotConnectedError:
+                    # Recorded now, sent with the resubscription on the next CONNACK.
+                    self._connection.track(topic_filter, qos)
+                    pending = True
                 finally:
                     self._subscribing = None
             subscription = self._registry.add_app(app_id, topic_filter, qos, sensor)
         self._subscription_changes.notify((subscription, True))
-        return Subscribed(topic_filter, qos, new_at_broker=existing is None)
+        return Subscribed(
+            topic_filter, qos, new_at_broker=existing is None, pending=pending
+        )
 
     async def async_unsubscribe(
         self,

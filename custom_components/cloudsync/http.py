@@ -204,19 +204,27 @@ class SubscribeView(CloudSyncView):
     name = "api:cloudsync:subscribe"
 
     @_api
-    async def post(self, request: web.Request) -> dict[str, Any]:
-        """Subscribe at the broker (when the filter is new) and remember the app."""
+    async def post(self, request: web.Request) -> _Reply:
+        """Subscribe at the broker (when the filter is new) and remember the app.
+
+        With the broker down the subscription is recorded and answered 202: it is
+        sent with the resubscription once the broker is back.
+        """
         body, broker, principal = await _async_request(request, SUBSCRIBE_SCHEMA)
         subscribed = await broker.async_subscribe(
             body["appid"], body["topic"], qos=body.get("qos"), principal=principal
         )
-        return {
-            "Message": f"Successfully subscribed to the topic {subscribed.topic_filter}",
+        topic = subscribed.topic_filter
+        reply = {
             "broker": str(broker.url),
-            "topic": subscribed.topic_filter,
+            "topic": topic,
             "qos": subscribed.qos,
             "new_at_broker": subscribed.new_at_broker,
         }
+        if subscribed.pending:
+            message = f"Subscription to the topic {topic} recorded; sent when {broker.url} is back"
+            return {"Message": message, **reply, "pending": True}, HTTPStatus.ACCEPTED
+        return {"Message": f"Successfully subscribed to the topic {topic}", **reply}
 
 
 class UnsubscribeView(CloudSyncView):
