@@ -485,3 +485,21 @@ async def test_retained_burst_right_behind_suback(
         for topic in topics:
             await mqtt_publish(plain_broker, topic, b"", retain=True)
     assert got == topics
+
+
+async def test_device_class_choices_are_numeric_and_named(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    """The subscribe action offers only classes of numbers, each with a label."""
+    services_yaml = await hass.async_add_executor_job(
+        load_yaml_dict, str(INTEGRATION_DIR / "services.yaml")
+    )
+    select = services_yaml["subscribe"]["fields"]["device_class"]["selector"]["select"]
+    strings = json.loads((INTEGRATION_DIR / "strings.json").read_text(encoding="utf-8"))
+    labels = strings["selector"][select["translation_key"]]["options"]
+    assert select["sort"] is True
+    assert not {"date", "enum", "timestamp"} & set(select["options"])
+    assert set(select["options"]) == set(labels)
+    assert "temperature" in labels
+    with pytest.raises(vol.Invalid):
+        await _call(hass, "subscribe", entry, topic="t", device_class="timestamp")

@@ -72,8 +72,18 @@ SUBSCRIBE_ACTION_SCHEMA = SUBSCRIBE_SCHEMA.extend(
             cv.string, lambda value: cv.template(value).template
         ),
         vol.Optional(ATTR_UNIT_OF_MEASUREMENT): cv.string,
+        # The sensor's value is then a number: classes of dates and enums do not fit.
         vol.Optional(ATTR_DEVICE_CLASS): vol.In(
-            [cls.value for cls in SensorDeviceClass]
+            [
+                cls.value
+                for cls in SensorDeviceClass
+                if cls
+                not in (
+                    SensorDeviceClass.DATE,
+                    SensorDeviceClass.ENUM,
+                    SensorDeviceClass.TIMESTAMP,
+                )
+            ]
         ),
     }
 )
