@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from pathlib import Path
 import socket
 import ssl
@@ -20,6 +21,7 @@ from custom_components.cloudsync.client import (
     UnknownHostError,
     build_ssl_context,
     certificate_to_pem,
+    paho_client,
     parse_broker_url,
     private_key_to_pem,
     validate_filter,
@@ -245,3 +247,41 @@ def test_connect_error_reset_during_tls_handshake() -> None:
     assert "does this port speak TLS?" in str(err)
     plain = connect_error(BrokerConfig(host="h"), reset)
     assert type(plain) is BrokerUnreachableError
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ("[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca", "its CA is not one"),
+        ("sslv3 alert certificate expired", "client certificate: it has expired"),
+        ("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED]", "requires a client certificate"),
+        ("[SSL: SSLV3_ALERT_BAD_CERTIFICATE] bad", "rejected the client certificate"),
+        ("certificate verify failed: Hostname mismatch", "is not for broker.test"),
+        ("certificate verify failed: unable to get local issuer", "does not verify"),
+        ("Connection reset by peer", None),
+    ],
+)
+def test_certificate_problem_names_the_certificate(
+    detail: str, expected: str | None
+) -> None:
+    """TLS failures say whether the broker's or the client's certificate is at fault."""
+    config = BrokerConfig(host="broker.test", port=8883, tls=True)
+    problem = paho_client.certificate_problem(config, detail)
+    if expected is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert expected in problem
+
+
+def test_lost_alert_falls_back_on_the_configured_certificate(pki: Pki) -> None:
+    """Without the broker's alert, what is known of the client certificate speaks."""
+    base = BrokerConfig(host="broker.test", port=8883, tls=True)
+    reset = "Connection reset by peer"
+    assert "none is configured" in str(paho_client.handshake_error(base, reset))
+    expired = replace(base, client_cert=pki.client_cert_expired_pem)
+    assert "it has expired" in str(paho_client.handshake_error(expired, reset))
+    valid = replace(base, client_cert=pki.client_cert_pem)
+    assert "not accept the client certificate" in str(
+        paho_client.handshake_error(valid, reset)
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 import logging
 import socket
 import ssl
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -17,12 +18,14 @@ from .errors import (
     BrokerRefusedError,
     BrokerTLSError,
     BrokerUnreachableError,
+    CertificateError,
     CloudSyncError,
     ConnectionRefusedByHostError,
     ConnectTimeoutError,
     NotConnectedError,
     UnknownHostError,
 )
+from .tls import certificate_expiry
 
 # CONNACK codes (v3 return codes mapped by paho, and v5 reason codes) meaning bad credentials.
 # 0x85 client id not valid, 0x86 bad user name or password, 0x87 not authorized,
@@ -73,21 +76,78 @@ def connack_error(config: BrokerConfig, reason: ReasonCode) -> CloudSyncError:
     return error_cls(f"{config.url} refused the connection: {reason}")
 
 
+# TLS alerts the broker sends about our client certificate, and what they mean.
+# OpenSSL names them "sslv3 alert certificate expired" or "SSLV3_ALERT_CERTIFICATE_EXPIRED".
+_CLIENT_CERT_ALERTS: Final = (
+    ("alert certificate required", "requires a client certificate"),
+    ("alert certificate expired", "rejected the client certificate: it has expired"),
+    (
+        "alert unknown ca",
+        "rejected the client certificate: its CA is not one it trusts",
+    ),
+    ("alert certificate revoked", "rejected the client certificate: it was revoked"),
+    ("alert bad certificate", "rejected the client certificate"),
+    ("alert certificate unknown", "rejected the client certificate"),
+)
+
+
+def certificate_problem(config: BrokerConfig, detail: str) -> str | None:
+    """Say which certificate a TLS failure is about, when its text tells."""
+    text = detail.lower().replace("_", " ")
+    if "certificate verify failed" in text:
+        if "hostname" in text or "ip address mismatch" in text:
+            return f"the broker's certificate is not for {config.host}"
+        return (
+            "the broker's certificate does not verify against the CA certificate "
+            "configured (or the system's CAs when none is)"
+        )
+    return next(
+        (
+            f"{config.url} {meaning}"
+            for alert, meaning in _CLIENT_CERT_ALERTS
+            if alert in text
+        ),
+        None,
+    )
+
+
+def _client_certificate_guess(config: BrokerConfig) -> str:
+    """Say what about the client certificate most likely made the broker hang up."""
+    if not config.client_cert:
+        return "it probably requires a client certificate, and none is configured"
+    try:
+        expiry = certificate_expiry(config.client_cert)
+    except CertificateError:
+        return "it probably does not accept the client certificate"
+    if expiry <= datetime.now(UTC):
+        return f"it rejected the client certificate: it has expired ({expiry:%Y-%m-%d})"
+    return (
+        "it probably does not accept the client certificate "
+        "(is it signed by a CA the broker trusts?)"
+    )
+
+
 def handshake_error(config: BrokerConfig, detail: str) -> CloudSyncError:
     """Explain a connection that closed before CONNACK."""
     if config.tls:
+        if problem := certificate_problem(config, detail):
+            return BrokerTLSError(f"{problem} ({detail})")
         # A TLS broker that drops the session before CONNACK has, in practice, rejected
-        # the client certificate (TLS 1.3 reports that only after the handshake).
-        hint = "" if config.client_cert else " (does it require a client certificate?)"
-        msg = f"{config.url} closed the TLS session before CONNACK{hint}: {detail}"
-        return BrokerTLSError(msg)
+        # the client certificate: under TLS 1.3 its alert comes after the handshake and
+        # is often lost with the connection, so what we know of the certificate decides.
+        return BrokerTLSError(
+            f"{config.url} closed the TLS session before CONNACK: "
+            f"{_client_certificate_guess(config)} ({detail})"
+        )
     return BrokerRefusedError(f"{config.url} closed the connection: {detail}")
 
 
 def connect_error(config: BrokerConfig, err: OSError) -> CloudSyncError:
     """Return the error a failed DNS/TCP/TLS connect stands for."""
     if isinstance(err, (ssl.SSLError, ssl.CertificateError)):
-        return BrokerTLSError(f"TLS handshake with {config.url} failed: {err}")
+        problem = certificate_problem(config, str(err))
+        prefix = f"{problem}: " if problem else ""
+        return BrokerTLSError(f"{prefix}TLS handshake with {config.url} failed: {err}")
     detail = err.strerror or str(err)
     if config.tls and isinstance(err, (ConnectionResetError, BrokenPipeError)):
         # A listener without TLS reads the ClientHello as a bad packet and drops it.
