@@ -22,6 +22,7 @@ from homeassistant.util.json import json_loads
 import voluptuous as vol
 
 from .apps import LOCAL, Principal
+from .batch import async_publish_batch, counts, parse_messages
 from .errors import (
     HANDLED,
     AmbiguousBrokerError,
@@ -35,6 +36,7 @@ from .errors import (
 from .http_auth import Caller, async_authenticate, check_local_allowed
 from .http_schemas import (
     APPID,
+    PUBLISH_BATCH_SCHEMA,
     PUBLISH_SCHEMA,
     SUBSCRIBE_SCHEMA,
     TOPIC,
@@ -197,6 +199,33 @@ class PublishView(CloudSyncView):
         }
 
 
+class PublishBatchView(CloudSyncView):
+    """POST /publish/batch: publish many messages in order, a status for each."""
+
+    url = f"{BASE_URL}/publish/batch"
+    name = "api:cloudsync:publish:batch"
+
+    @_api
+    async def post(self, request: web.Request) -> _Reply:
+        """Answer 200 with each message's status once all are acked or queued."""
+        body, broker, principal = await _async_request(request, PUBLISH_BATCH_SCHEMA)
+        statuses = await async_publish_batch(
+            broker,
+            parse_messages(body["messages"], body["appid"]),
+            timeout=body["timeout"],
+            principal=principal,
+        )
+        totals = counts(statuses)
+        url = str(broker.url)
+        return {
+            "Message": ", ".join(f"{n} {what}" for what, n in totals.items())
+            + f" for Cloud {url}",
+            "broker": url,
+            **totals,
+            "results": statuses,
+        }
+
+
 class SubscribeView(CloudSyncView):
     """POST /subscribe: subscribe an app to a topic filter."""
 
@@ -289,6 +318,7 @@ def async_register_views(hass: HomeAssistant) -> None:
     """Register the REST API; the fallback path view must come last."""
     for view in (
         PublishView(),
+        PublishBatchView(),
         SubscribeView(),
         UnsubscribeView(),
         SubscribeDataView(),

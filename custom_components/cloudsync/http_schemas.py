@@ -12,7 +12,7 @@ from .payload import ENCODING_UTF8, ENCODINGS
 MAX_TIMEOUT: Final = 60.0
 
 
-def _qos(value: Any) -> int:
+def qos(value: Any) -> int:
     """Accept 0, 1, 2 as a JSON number or a string (the seed sends strings)."""
     if isinstance(value, str) and value.strip() in ("0", "1", "2"):
         return int(value)
@@ -22,7 +22,7 @@ def _qos(value: Any) -> int:
     raise vol.Invalid(msg)
 
 
-def _flag(value: Any) -> bool:
+def flag(value: Any) -> bool:
     """Accept a JSON boolean or the strings "true" / "false"."""
     if isinstance(value, bool):
         return value
@@ -61,8 +61,8 @@ PUBLISH_SCHEMA: Final = vol.Schema(
     {
         **_BASE,
         vol.Required("payload"): str,
-        vol.Optional("qos"): _qos,
-        vol.Optional("retain"): _flag,
+        vol.Optional("qos"): qos,
+        vol.Optional("retain"): flag,
         vol.Optional("encoding", default=ENCODING_UTF8): vol.All(
             str, vol.Lower, vol.In(ENCODINGS)
         ),
@@ -71,6 +71,16 @@ PUBLISH_SCHEMA: Final = vol.Schema(
     extra=vol.REMOVE_EXTRA,
 )
 SUBSCRIBE_SCHEMA: Final = vol.Schema(
-    {**_BASE, vol.Optional("qos"): _qos}, extra=vol.REMOVE_EXTRA
+    {**_BASE, vol.Optional("qos"): qos}, extra=vol.REMOVE_EXTRA
 )
 UNSUBSCRIBE_SCHEMA: Final = vol.Schema(_BASE, extra=vol.REMOVE_EXTRA)
+# Each message is checked on its own (batch.py): a bad one refuses only itself.
+PUBLISH_BATCH_SCHEMA: Final = vol.Schema(
+    {
+        vol.Required("appid"): APPID,
+        vol.Required("url"): URL,
+        vol.Required("messages"): list,
+        vol.Optional("timeout", default=ACK_TIMEOUT): _seconds,
+    },
+    extra=vol.REMOVE_EXTRA,
+)

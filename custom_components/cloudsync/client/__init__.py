@@ -30,7 +30,7 @@ from .errors import (
     PayloadTooLargeError,
     SubscriptionRefusedError,
 )
-from .outbox import Outbox, OutboxStats, PublishResult
+from .outbox import Outbox, OutboxStats, OutgoingMessage, PublishResult
 from .outbox_store import (
     DroppedMessage,
     DropReason,
@@ -78,6 +78,7 @@ __all__ = [
     "OutboxFullError",
     "OutboxLimits",
     "OutboxStats",
+    "OutgoingMessage",
     "OverflowPolicy",
     "PayloadTooLargeError",
     "Protocol",

@@ -224,12 +224,18 @@ class BrokerConnection:
         It fails with NotConnectedError when the link drops first, and with
         BrokerRefusedError when the broker answers with a failure reason code.
         """
-        _mid, future = self._send_publish(topic, payload, qos, retain=retain)
+        return self.send_publish(topic, payload, qos, retain=retain)[1]
+
+    def send_publish(
+        self, topic: str, payload: bytes, qos: int = 0, *, retain: bool = False
+    ) -> tuple[int, asyncio.Future[Any]]:
+        """Send a publish now; return its mid and the future ``publish_nowait`` gives."""
+        mid, future = self._send_publish(topic, payload, qos, retain=retain)
         if future is None:
             assert self._loop is not None  # noqa: S101
             future = self._loop.create_future()
             future.set_result(None)
-        return future
+        return mid, future
 
     def _send_publish(
         self, topic: str, payload: bytes, qos: int, *, retain: bool
