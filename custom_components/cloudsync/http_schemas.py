@@ -79,7 +79,7 @@ PUBLISH_BATCH_SCHEMA: Final = vol.Schema(
     {
         vol.Required("appid"): APPID,
         vol.Required("url"): URL,
-        vol.Required("messages"): list,
+        vol.Required("messages"): [dict],
         vol.Optional("timeout", default=ACK_TIMEOUT): _seconds,
     },
     extra=vol.REMOVE_EXTRA,
