@@ -45,6 +45,7 @@ from .paho_client import (
     create_client,
     handshake_error,
 )
+from .paho_compat import install_fast_acks
 from .reconnect import Reconnector
 from .resubscribe import Resubscription
 from .runtime import (
@@ -59,6 +60,7 @@ from .tls import build_ssl_context
 from .topics import validate_filter, validate_topic
 
 _LOGGER = logging.getLogger(__name__)
+_PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
 
 MAX_PACKET_SIZE = 268_435_455
 
@@ -324,6 +326,7 @@ class BrokerConnection:
             self.config, self.client_id, self._ssl_context, self._connect_timeout
         )
         mqttc.on_log = self._paho_log.on_log
+        install_fast_acks(mqttc)
         mqttc.on_connect = self._on_connect
         mqttc.on_message = self._on_paho_message
         mqttc.on_publish = self._on_ack
@@ -382,6 +385,10 @@ class BrokerConnection:
             self._resolve_ready(connack_error(self.config, reason))
             return
         self._connected = True
+        # paho formats every line it hands to on_log; a logger is asked its level
+        # first, so once connected nothing is formatted per packet.
+        mqttc.on_log = None
+        mqttc.enable_logger(_PAHO_LOGGER)
         limit = getattr(properties, "MaximumPacketSize", None)
         self._max_packet = int(limit) if limit else MAX_PACKET_SIZE
         if self._resubscription.start(mqttc, self._subscriptions):

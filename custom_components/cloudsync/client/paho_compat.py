@@ -4,16 +4,27 @@ Reading a burst through paho's public ``loop_read`` costs one event-loop turn pe
 when nothing is in flight, and leaves TLS records already decrypted in the SSL object
 unread until the next packet arrives. paho's own thread loop calls ``_packet_read`` until
 it reports no more data; so does ``read_packets`` while paho still has that method.
+
+paho 2.1 builds a ``ReasonCode`` and a ``Properties`` for every PUBACK and PUBCOMP, also
+under MQTT 3.1.1, and formats a log line for it. ``install_fast_acks`` answers the
+common packet (two bytes: the message id, i.e. success without properties) with shared
+objects instead, through paho's own ``_do_on_publish``; anything longer goes to paho's
+handler. Without those private names paho's handler stays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum, auto
 import logging
+import struct
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,3 +74,48 @@ def _read_public(mqttc: mqtt.Client) -> ReadOutcome:
     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mqttc.socket() is None:
         return ReadOutcome.CLOSED
     return ReadOutcome.MORE
+
+
+_MID = struct.Struct("!H")
+# Shared, never changed: what paho would build for a bare PUBACK / PUBCOMP.
+_BARE_ACKS: dict[str, tuple[ReasonCode, Properties]] = {
+    cmd: (ReasonCode(packet), Properties(packet))  # type: ignore[no-untyped-call]
+    for cmd, packet in (
+        ("PUBACK", PacketTypes.PUBACK),
+        ("PUBCOMP", PacketTypes.PUBCOMP),
+    )
+}
+_ACK_NAMES = ("_handle_pubackcomp", "_do_on_publish")
+_ACK_STATE = ("_in_packet", "_out_messages", "_out_message_mutex")
+
+
+def has_fast_acks(client: Any) -> bool:
+    """Return True when ``client`` (a paho client) has what the fast ack path uses."""
+    return all(callable(getattr(client, name, None)) for name in _ACK_NAMES) and all(
+        hasattr(client, name) for name in _ACK_STATE
+    )
+
+
+def install_fast_acks(mqttc: mqtt.Client) -> bool:
+    """Handle bare PUBACK/PUBCOMP packets without paho's per-packet objects.
+
+    Return False (paho's handler stays) when this paho lacks the private names.
+    """
+    if not has_fast_acks(mqttc):
+        return False
+    paho_handler: Callable[[Any], MQTTErrorCode] = mqttc._handle_pubackcomp  # noqa: SLF001
+    unpack = _MID.unpack_from
+
+    def handle_pubackcomp(cmd: str) -> MQTTErrorCode:
+        packet = mqttc._in_packet  # noqa: SLF001
+        if packet["remaining_length"] != 2:  # noqa: PLR2004 - the message id alone
+            return paho_handler(cmd)
+        (mid,) = unpack(packet["packet"])
+        with mqttc._out_message_mutex:  # noqa: SLF001
+            if mid in mqttc._out_messages:  # noqa: SLF001
+                reason, properties = _BARE_ACKS[cmd]
+                return mqttc._do_on_publish(mid, reason, properties)  # noqa: SLF001
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    mqttc._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]  # noqa: SLF001
+    return True
