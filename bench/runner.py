@@ -18,6 +18,7 @@ import aiohttp
 import psutil
 
 from .context import Context, DeliveryCounter, Options
+from .fastlanes import fastlanes_targets, run_fastlanes
 from .ha import HomeAssistantApi
 from .ingest import Ingest
 from .memory import run_memory
@@ -72,13 +73,20 @@ async def _phases(ctx: Context) -> dict[str, Any]:
         requests = await run_round(ctx, round_no)
         log(f"round {round_no}/{ctx.options.rounds}: ingest burst")
         rounds.append({"requests": requests, "ingest": await ingest.run(round_no)})
+    log("fast lanes: raw paho, batch, websocket publish and push")
+    fastlanes = await run_fastlanes(ctx)
     log(f"outbox: {ctx.options.outbox_messages} publishes with the broker down, twice")
     outbox = await run_outbox(ctx)
     log("restarting Home Assistant for the memory phase")
     await ctx.restart_hass()
     log(f"memory: {ctx.options.subscriptions} subscriptions, topic sensors off and on")
     memory = await run_memory(ctx)
-    return {"rounds": rounds, "outbox": outbox, "memory": memory}
+    return {
+        "rounds": rounds,
+        "outbox": outbox,
+        "memory": memory,
+        "fastlanes": fastlanes,
+    }
 
 
 async def run(
@@ -144,7 +152,10 @@ async def run(
         keep = True
         raise
     else:
+        fastlanes = phases.pop("fastlanes")
         result = aggregate(**phases)
+        result["fastlanes"] = fastlanes
+        result["fastlanes_targets"] = fastlanes_targets(result)
         result["meta"] = _meta(options, config, integration)
         return result
     finally:
