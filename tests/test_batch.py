@@ -237,3 +237,60 @@ async def test_action_needs_topic_or_messages(
             await hass.services.async_call(
                 DOMAIN, "publish", {**base, **data}, blocking=True
             )
+
+
+_BODIES: list[dict[str, Any]] = [
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x"},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "qos": 1, "retain": True},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "", "qos": 2, "timeout": 3},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "timeout": 60.0},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "extra": [1]},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "encoding": "utf-8"},
+    # Below: forms only the schema takes or refuses.
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "qos": "1"},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "retain": "true"},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "encoding": "UTF-8"},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "qos": True},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "qos": None},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "retain": None},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "timeout": 0},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "timeout": 61},
+    {"appid": "a", "url": "h", "topic": "t", "payload": "x", "timeout": True},
+    {"appid": "a\x01", "url": "h", "topic": "t", "payload": "x"},
+    {"appid": "", "url": "h", "topic": "t", "payload": "x"},
+    {"appid": "a" * 129, "url": "h", "topic": "t", "payload": "x"},
+    {"appid": "a", "url": "h\n", "topic": "t", "payload": "x"},
+    {"appid": "a", "url": "h", "topic": "t" * 1025, "payload": "x"},
+    {"appid": "a", "url": "h", "topic": 5, "payload": "x"},
+    {"appid": "a", "url": "h", "topic": "t"},
+    {"appid": "a", "url": "h", "topic": "t", "payload": 1},
+]
+
+
+@pytest.mark.parametrize("body", _BODIES)
+def test_plain_forms_match_the_schemas(body: dict[str, Any]) -> None:
+    """The fast paths answer exactly what the schemas do, or leave it to them."""
+    import voluptuous as vol
+
+    from custom_components.cloudsync.http_schemas import (
+        PUBLISH_SCHEMA,
+        plain_message,
+        plain_publish,
+    )
+
+    try:
+        expected: dict[str, Any] | None = PUBLISH_SCHEMA(body)
+    except vol.Invalid:
+        expected = None
+    fast = plain_publish(body)
+    assert fast is None or fast == expected
+    message = {k: v for k, v in body.items() if k not in ("appid", "url", "timeout")}
+    try:
+        expected_message: dict[str, Any] | None = batch.message_schema("appid")(message)
+    except vol.Invalid:
+        expected_message = None
+    fast_message = plain_message(message)
+    assert fast_message is None or fast_message == expected_message
+    if _BODIES.index(body) < 6:
+        assert fast == expected
+        assert fast_message == expected_message

@@ -16,7 +16,7 @@ import voluptuous as vol
 from .broker import BatchMessage, Published
 from .const import MIB
 from .errors import HANDLED, BatchTooLargeError, error_code
-from .http_schemas import APPID, TOPIC, flag, qos
+from .http_schemas import APPID, TOPIC, flag, plain_message, qos
 from .payload import ENCODING_UTF8, ENCODINGS, decode_payload
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ def parse_messages(
             if not isinstance(raw, dict):
                 msg = "each message must be an object"
                 raise vol.Invalid(msg)
-            data = schema(raw)
+            plain = None if app_key in raw else plain_message(raw)
+            data: dict[str, Any] = schema(raw) if plain is None else plain
             payload = decode_payload(data["payload"], data["encoding"])
         except HANDLED as err:
             parsed.append(err)

@@ -42,6 +42,7 @@ from .http_schemas import (
     TOPIC,
     UNSUBSCRIBE_SCHEMA,
     URL,
+    plain_publish,
 )
 from .lookup import broker_by_url
 from .payload import decode_payload
@@ -110,8 +111,15 @@ def _json_response(
     return response
 
 
-async def _async_body(request: web.Request, schema: vol.Schema) -> dict[str, Any]:
-    """Parse the body as a JSON object whatever the Content-Type, then validate it."""
+async def _async_body(
+    request: web.Request,
+    schema: vol.Schema,
+    plain: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
+    """Parse the body as a JSON object whatever the Content-Type, then validate it.
+
+    ``plain`` answers the common form without the schema (None: use the schema).
+    """
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as err:
@@ -124,8 +132,10 @@ async def _async_body(request: web.Request, schema: vol.Schema) -> dict[str, Any
     if not isinstance(data, dict):
         msg = "the body must be a JSON object"
         raise InvalidJsonError(msg)
-    result: dict[str, Any] = schema(data)
-    return result
+    if plain is not None and (result := plain(data)) is not None:
+        return result
+    validated: dict[str, Any] = schema(data)
+    return validated
 
 
 def _data_reply(broker: CloudSyncBroker, topic: str, data: Any) -> dict[str, Any]:
@@ -146,10 +156,12 @@ def _principal(request: web.Request, broker: CloudSyncBroker) -> Principal:
 
 
 async def _async_request(
-    request: web.Request, schema: vol.Schema
+    request: web.Request,
+    schema: vol.Schema,
+    plain: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> tuple[dict[str, Any], CloudSyncBroker, Principal]:
     """Return the validated body, the loaded broker its ``url`` names and the caller."""
-    body = await _async_body(request, schema)
+    body = await _async_body(request, schema, plain)
     broker = broker_by_url(request.app[KEY_HASS], body["url"])
     return body, broker, _principal(request, broker)
 
@@ -169,7 +181,9 @@ class PublishView(CloudSyncView):
     @_api
     async def post(self, request: web.Request) -> _Reply:
         """Answer 200 once the broker acknowledged it, or 202 once it is queued."""
-        body, broker, principal = await _async_request(request, PUBLISH_SCHEMA)
+        body, broker, principal = await _async_request(
+            request, PUBLISH_SCHEMA, plain_publish
+        )
         published = await broker.async_publish(
             body["appid"],
             body["topic"],

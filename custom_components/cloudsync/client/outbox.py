@@ -243,7 +243,11 @@ class Outbox:
                 except CloudSyncError as err:
                     results[index] = err
                     continue
-                if to_queue or not await self._room(deadline):
+                if to_queue or not (
+                    await self._room(deadline)
+                    if self._inflight >= self._window
+                    else self._connection.connected and not self.queued
+                ):
                     to_queue.append((index, message))
                     continue
                 try:
@@ -275,7 +279,8 @@ class Outbox:
                         if isinstance(error, CloudSyncError)
                         else CloudSyncError(str(error))
                     )
-            await self._enqueue_many(sorted(to_queue), results)
+            if to_queue:
+                await self._enqueue_many(sorted(to_queue), results)
         finally:
             self._active -= 1
             self._progress.set()
