@@ -294,3 +294,33 @@ def test_plain_forms_match_the_schemas(body: dict[str, Any]) -> None:
     if _BODIES.index(body) < 6:
         assert fast == expected
         assert fast_message == expected_message
+
+
+async def test_batch_broker_refusals_stay_alone(
+    hass: HomeAssistant, hass_client: Any, broker_factory: BrokerFactory
+) -> None:
+    """An MQTT 5 PUBACK refusal and an over-limit payload refuse only their message."""
+    from custom_components.cloudsync.const import CONF_PROTOCOL
+    from tests.mosquitto import dynsec_config
+
+    allow = [("subscribePattern", "allowed/#"), ("publishClientSend", "allowed/#")]
+    rules = dynsec_config(allow, subscribe_default=False, publish_default=False)
+    broker = broker_factory(extra_config=[*rules, "max_packet_size 512"])
+    await setup_entry(hass, entry_for(broker, **{CONF_PROTOCOL: "mqttv5"}))
+    client = await hass_client()
+    messages = [
+        {"topic": "allowed/a", "payload": "1", "qos": 1},
+        {"topic": "denied/b", "payload": "2", "qos": 1},
+        {"topic": "allowed/c", "payload": "x" * 600, "qos": 1},
+        {"topic": "allowed/d", "payload": "4", "qos": 1},
+    ]
+    status, body = await _post(
+        client, {"url": broker.url, "appid": "app", "messages": messages}
+    )
+    assert status == 200, body
+    assert [(r["status"], r.get("error")) for r in body["results"]] == [
+        ("published", None),
+        ("refused", "broker_refused"),
+        ("refused", "payload_too_large"),
+        ("published", None),
+    ]

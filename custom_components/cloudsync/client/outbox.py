@@ -346,7 +346,10 @@ class Outbox:
             else:
                 results[index] = PublishResult(message.id, queued=True, qos=message.qos)
 
-    def _released(self, _future: asyncio.Future[Any]) -> None:
+    def _released(self, future: asyncio.Future[Any]) -> None:
+        """Free a batch message's window slot once its ack settled (or failed)."""
+        if not future.cancelled():
+            future.exception()  # retrieved: a batch may have stopped waiting for it
         self._release()
 
     def stop_accepting(self) -> None:
