@@ -278,3 +278,45 @@ def test_backlog_unknown() -> None:
     connection = MagicMock()
     connection.send_message = lambda _msg: None
     assert stream_module.connection_backlog(connection) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "outcome"),
+    [
+        ({"topic": "{prefix}/t", "payload": "x", "timeout": 5}, "published"),
+        (
+            {"topic": "{prefix}/t", "payload": "x", "qos": "1", "retain": "false"},
+            "published",
+        ),
+        ({"topic": "{prefix}/+", "payload": "x"}, "refused"),
+        ({"payload": "x"}, "invalid_request"),
+        ({"topic": "{prefix}/t", "messages": []}, "invalid_request"),
+        ({"topic": "{prefix}/t", "config_entry_id": "x"}, "invalid_request"),
+        ({"topic": "{prefix}/t", "timeout": 0}, "invalid_request"),
+        ({"topic": "{prefix}/t", "app_id": "a\x01"}, "invalid_request"),
+        ({"topic": "{prefix}/t", "unknown": 1}, "invalid_request"),
+    ],
+)
+async def test_publish_command_forms(
+    hass_ws_client: Any,
+    entry: MockConfigEntry,
+    plain_broker: Mosquitto,
+    prefix: str,
+    fields: dict[str, Any],
+    outcome: str,
+) -> None:
+    """Plain and schema-checked forms; a bad command is invalid_request."""
+    ws = await hass_ws_client()
+    body = {
+        key: value.format(prefix=prefix) if isinstance(value, str) else value
+        for key, value in fields.items()
+    }
+    await ws.send_json_auto_id(
+        {"type": "cloudsync/publish", "url": plain_broker.url, **body}
+    )
+    reply = await ws.receive_json()
+    if outcome == "invalid_request":
+        assert (reply["success"], reply["error"]["code"]) == (False, outcome)
+    else:
+        assert reply["success"], reply
+        assert reply["result"]["results"][0]["status"] == outcome

@@ -95,7 +95,8 @@ _QOS: Final = frozenset((0, 1, 2))
 _NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f-\x9f]+\Z")
 
 
-def _plain_text(value: Any, max_length: int) -> bool:
+def plain_text(value: Any, max_length: int) -> bool:
+    """Return True for a str the _text() schema takes as it is."""
     return (
         type(value) is str
         and len(value) <= max_length
@@ -131,8 +132,8 @@ def plain_publish(raw: dict[str, Any]) -> dict[str, Any] | None:
     timeout = raw.get("timeout", ACK_TIMEOUT)
     if (
         "payload" not in raw
-        or not _plain_text(raw.get("appid"), MAX_APP_ID_LENGTH)
-        or not _plain_text(raw.get("url"), MAX_URL_LENGTH)
+        or not plain_text(raw.get("appid"), MAX_APP_ID_LENGTH)
+        or not plain_text(raw.get("url"), MAX_URL_LENGTH)
         or type(timeout) not in (int, float)
         or not 0 < timeout <= MAX_TIMEOUT
         or (message := plain_message(raw)) is None

@@ -22,8 +22,9 @@ import voluptuous as vol
 from .apps import Principal
 from .batch import async_publish_batch, counts, parse_messages
 from .client import validate_filter
+from .const import MAX_APP_ID_LENGTH, MAX_URL_LENGTH
 from .errors import HANDLED, NotSubscribedError, error_code, error_kind
-from .http_schemas import APPID, MAX_TIMEOUT, TOPIC, URL, qos
+from .http_schemas import APPID, MAX_TIMEOUT, TOPIC, URL, plain_text, qos
 from .hub import async_get_hub
 from .lookup import broker_by_entry_id, broker_by_url
 from .stream import MessageStream
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .broker import CloudSyncBroker
 
 DEFAULT_APP_ID: Final = "homeassistant"
+PUBLISH_COMMAND: Final = "cloudsync/publish"
 _MESSAGE_FIELDS: Final = ("topic", "payload", "qos", "retain", "encoding")
 _BROKER: Final[dict[str | vol.Marker, Any]] = {
     vol.Exclusive("config_entry_id", "broker"): str,
@@ -42,7 +44,10 @@ _BROKER: Final[dict[str | vol.Marker, Any]] = {
 @callback
 def async_setup_websocket(hass: HomeAssistant) -> None:
     """Register the commands once for all brokers."""
-    websocket_api.async_register_command(hass, ws_publish)
+    # HA only checks it is a dict; _publish_command checks the rest (fast).
+    websocket_api.async_register_command(
+        hass, PUBLISH_COMMAND, ws_publish, vol.Schema(dict)
+    )
     websocket_api.async_register_command(hass, ws_subscribe)
 
 
@@ -69,22 +74,49 @@ def send_error(connection: ActiveConnection, msg_id: int, err: Exception) -> Non
     )
 
 
-@websocket_command(
+# Validated here, not by HA (registered with a schema of dict): the common form skips
+# voluptuous, and the fields of each message are batch.py's to judge.
+_ANY_MESSAGE_FIELD: Final[dict[str | vol.Marker, Any]] = {
+    vol.Exclusive("topic", "message"): object,
+    **{vol.Optional(key): object for key in _MESSAGE_FIELDS if key != "topic"},
+}
+_PUBLISH_COMMAND: Final = vol.Schema(
     {
-        vol.Required("type"): "cloudsync/publish",
+        vol.Required("id"): int,
+        vol.Required("type"): str,
         **_BROKER,
         vol.Optional("app_id", default=DEFAULT_APP_ID): APPID,
         vol.Exclusive("messages", "message"): list,
-        vol.Exclusive("topic", "message"): TOPIC,
-        vol.Optional("payload"): str,
-        vol.Optional("qos"): qos,
-        vol.Optional("retain"): bool,
-        vol.Optional("encoding"): str,
+        **_ANY_MESSAGE_FIELD,
         vol.Optional("timeout"): vol.All(
             vol.Coerce(float), vol.Range(min=0, min_included=False, max=MAX_TIMEOUT)
         ),
     }
 )
+_PLAIN_KEYS: Final = frozenset(
+    {"id", "type", "config_entry_id", "url", "app_id", "messages", *_MESSAGE_FIELDS}
+)
+
+
+def _publish_command(msg: dict[str, Any]) -> dict[str, Any]:
+    """Return the validated command; the common form without voluptuous."""
+    if (
+        msg.keys() <= _PLAIN_KEYS
+        and ("url" in msg) != ("config_entry_id" in msg)
+        and ("messages" in msg) != ("topic" in msg)
+        and type(msg.get("config_entry_id", "")) is str
+        and plain_text(msg.get("url", "u"), MAX_URL_LENGTH)
+        and plain_text(msg.get("app_id", DEFAULT_APP_ID), MAX_APP_ID_LENGTH)
+        and type(msg.get("messages", [])) is list
+    ):
+        return msg
+    data: dict[str, Any] = _PUBLISH_COMMAND(msg)
+    if "messages" not in data and "topic" not in data:
+        message = "give topic (one message) or messages"
+        raise vol.Invalid(message)
+    return data
+
+
 @async_response
 async def ws_publish(
     hass: HomeAssistant,
@@ -92,16 +124,17 @@ async def ws_publish(
     msg: dict[str, Any],
 ) -> None:
     """Publish one message or many in order; answer a status for each."""
-    if "messages" in msg:
-        messages = msg["messages"]
-    else:
-        messages = [{key: msg[key] for key in _MESSAGE_FIELDS if key in msg}]
     try:
-        broker = _broker(hass, msg)
+        data = _publish_command(msg)
+        if "messages" in data:
+            messages = data["messages"]
+        else:
+            messages = [{key: data[key] for key in _MESSAGE_FIELDS if key in data}]
+        broker = _broker(hass, data)
         statuses = await async_publish_batch(
             broker,
-            parse_messages(messages, msg["app_id"], "app_id"),
-            timeout=msg.get("timeout"),
+            parse_messages(messages, data.get("app_id", DEFAULT_APP_ID), "app_id"),
+            timeout=data.get("timeout"),
             principal=_principal(connection),
         )
     except HANDLED as err:
