@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
+import re
 from typing import TYPE_CHECKING, Any
 from unittest.mock import MagicMock
 from urllib.parse import quote
@@ -750,7 +751,7 @@ def test_openapi_matches_views() -> None:
     """docs/openapi.yaml names every route and every error code the API sends."""
     spec = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
     urls = {
-        url.removeprefix(http.BASE_URL)
+        re.sub(r":[^}]+}", "}", url.removeprefix(http.BASE_URL))
         for view in (
             http.PublishView,
             http.PublishBatchView,
@@ -791,3 +792,20 @@ async def test_refused_topic_keeps_the_link(
     status, _ = await post(client, "subscribe", {**VALID, "topic": f"{prefix}/s"})
     assert status == 200
     assert not plain_broker.log_contains("malformed packet", since=offset)
+
+
+async def test_braces_in_get_paths(
+    client: TestClient, plain_broker: Mosquitto, prefix: str
+) -> None:
+    """An app id or topic with { or } is served by the GET forms (aiohttp's default
+    route pattern would refuse them as an invalid path)."""
+    topic, app = f"{prefix}/{{x}}", "app}{"
+    body = {**VALID, "appid": app, "topic": topic, "url": plain_broker.url}
+    assert (await post(client, "subscribe", body))[0] == 200
+    path = f"{quote(topic, safe='')}/{quote(app, safe='')}"
+    for url in (
+        f"{BASE}/getsubscribedata/{path}",
+        f"{BASE}/getsubscribedata/{quote(plain_broker.url, safe='')}/{path}",
+    ):
+        response = await client.get(url)
+        assert response.status == 200, await response.text()

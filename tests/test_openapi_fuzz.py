@@ -123,6 +123,7 @@ def schemathesis_json(body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+@pytest.mark.timeout(240)  # hundreds of generated requests; slow on a loaded machine
 async def test_openapi_contract(
     hass: HomeAssistant, hass_client: Any, plain_broker: Mosquitto
 ) -> None:

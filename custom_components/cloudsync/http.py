@@ -285,8 +285,12 @@ class UnsubscribeView(CloudSyncView):
 class SubscribeDataView(CloudSyncView):
     """GET /getsubscribedata/[{host}/]{topic}/{appid}: the latest data on a topic."""
 
-    url = f"{BASE_URL}/getsubscribedata/{{topic}}/{{appid}}"
-    extra_urls = [f"{BASE_URL}/getsubscribedata/{{host}}/{{topic}}/{{appid}}"]  # noqa: RUF012
+    # aiohttp's default pattern refuses { and } inside a segment; topics and app ids
+    # may hold them.
+    url = f"{BASE_URL}/getsubscribedata/{{topic:[^/]+}}/{{appid:[^/]+}}"
+    extra_urls = [  # noqa: RUF012
+        f"{BASE_URL}/getsubscribedata/{{host:[^/]+}}/{{topic:[^/]+}}/{{appid:[^/]+}}"
+    ]
     name = "api:cloudsync:getsubscribedata"
 
     @_api
