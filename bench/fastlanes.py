@@ -33,12 +33,14 @@ BATCH_PATH = "/api/v1/orchestration/cloudsyncmgr/publish/batch"
 BATCH_SIZE = 100
 CONCURRENCY = 8
 WS_WINDOW = 64
+WS_BATCH = 10  # messages per command in the ws_publish_batch phase
 PUSH_RATE = 5000
 PUSH_SECONDS = 5.0
 RAW_MESSAGES = 20_000
 TARGETS = {
     "batch/raw": 0.8,
     "ws_publish/rest_qos1": 3.0,
+    f"ws_publish_{WS_BATCH}/rest_qos1": 3.0,
     "ws_push_p99_ms": 5.0,
     "outbox_unlimited/raw": 0.8,
     "rest_qos1_own_cpu_ms": 0.06,
@@ -52,7 +54,8 @@ async def run_fastlanes(ctx: Context) -> dict[str, Any]:
         "raw": await _raw_paho(ctx, "fastlanes", RAW_MESSAGES),
         "rest_qos1": await measure(ctx, rest, CONCURRENCY, 0),
         "batch": await _batch(ctx),
-        "ws_publish": await _ws_publish(ctx),
+        "ws_publish": await _ws_publish(ctx, 1),
+        "ws_publish_batch": await _ws_publish(ctx, WS_BATCH),
         "ws_push": await _ws_push(ctx),
     }
 
@@ -114,9 +117,9 @@ def _rates(
     }
 
 
-async def _ws_publish(ctx: Context) -> dict[str, Any]:
-    """Publish single QoS 1 messages over the websocket, WS_WINDOW outstanding."""
-    topic = "bench/out/fast/ws"
+async def _ws_publish(ctx: Context, per_command: int) -> dict[str, Any]:
+    """Publish QoS 1 messages over the websocket, WS_WINDOW commands outstanding."""
+    topic = f"bench/out/fast/ws{per_command}"
     errors: list[str] = []
     acked = 0
     async with aiohttp.ClientSession() as session:
@@ -126,30 +129,36 @@ async def _ws_publish(ctx: Context) -> dict[str, Any]:
         async def one(seq: int) -> None:
             nonlocal acked
             try:
+                now = f"{time.time():.6f}"
                 reply = await ws.command(
                     {
                         "type": "cloudsync/publish",
                         "url": "127.0.0.1",
-                        "topic": topic,
-                        "payload": f"{time.time():.6f} {seq}",
-                        "qos": 1,
+                        "messages": [
+                            {
+                                "topic": topic,
+                                "payload": f"{now} {seq * per_command + i}",
+                                "qos": 1,
+                            }
+                            for i in range(per_command)
+                        ],
                     }
                 )
-                if reply["published"] == 1:
-                    acked += 1
-                else:
-                    errors.append(str(reply["results"][0]))
+                acked += reply["published"]
+                if reply["published"] != per_command:
+                    errors.append(str(reply["results"])[:200])
             except (BenchError, TimeoutError) as err:
                 errors.append(str(err)[:200])
             finally:
                 window.release()
 
         tasks: list[asyncio.Task[None]] = []
-        async with ctx.profiler.record("fast-ws-publish"):
+        async with ctx.profiler.record(f"fast-ws-publish-{per_command}"):
             before, start = ctx.cpu_sample(), time.time()
             deadline = time.monotonic() + ctx.options.duration
             seq = 0
-            while time.monotonic() < deadline and seq < ctx.options.max_requests:
+            limit = max(ctx.options.max_requests // per_command, 100)
+            while time.monotonic() < deadline and seq < limit:
                 await window.acquire()
                 tasks.append(asyncio.create_task(one(seq)))
                 seq += 1
@@ -232,6 +241,8 @@ def fastlanes_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "batch/raw": fast["batch"]["delivered_per_s"] / raw,
         "ws_publish/rest_qos1": fast["ws_publish"]["delivered_per_s"]
         / max(rest["rps"], 1e-9),
+        f"ws_publish_{WS_BATCH}/rest_qos1": fast["ws_publish_batch"]["delivered_per_s"]
+        / max(rest["rps"], 1e-9),
         "ws_push_p99_ms": fast["ws_push"]["p99_ms"],
         "outbox_unlimited/raw": phases["outbox"]["unlimited"]["drain_per_raw"],
         "rest_qos1_own_cpu_ms": rest["hass_cpu_ms_per_req"]
@@ -273,6 +284,7 @@ def fastlanes_markdown(result: dict[str, Any]) -> str:
     for name, label in (
         ("batch", "batch 100 x QoS 1 c=8"),
         ("ws_publish", f"websocket publish QoS 1 ({WS_WINDOW} outstanding)"),
+        ("ws_publish_batch", f"websocket publish {WS_BATCH} x QoS 1 a command"),
     ):
         phase = fast[name]
         lines.append(

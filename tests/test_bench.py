@@ -69,7 +69,7 @@ def test_bench_quick(tmp_path: Path) -> None:
         assert all(m["rps"] > 0 for m in phases[name].values())
     assert data["ratios"]["8"]["cloudsync_qos1/ceiling"] > 0
     fast = data["fastlanes"]
-    for name in ("batch", "ws_publish", "ws_push"):
+    for name in ("batch", "ws_publish", "ws_publish_batch", "ws_push"):
         assert fast[name]["sent"] > 0, name
         assert fast[name]["delivered"] == fast[name]["sent"], name
         assert fast[name]["errors"] == 0, (name, fast[name]["error_samples"])
