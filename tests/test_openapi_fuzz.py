@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 import random
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 import pytest
@@ -80,11 +80,20 @@ def _cases(operation: Any, mode: GenerationMode) -> list[Case]:
 
 
 def _path(case: Case) -> str | None:
-    """Return the request path, each parameter percent-encoded (None: unsendable)."""
-    params = case.path_parameters or {}
-    if any(unquote(str(value)) in (".", "..") for value in params.values()):
+    """Return the request path, each parameter percent-encoded (None: unsendable).
+
+    schemathesis encodes path values with ``quote_plus``, a space as ``+``; in a path
+    ``+`` is a plus, so each value is decoded that way and encoded for a path again.
+    """
+    params = {
+        name: unquote_plus(str(value))
+        for name, value in (case.path_parameters or {}).items()
+    }
+    if any(value in (".", "..") for value in params.values()):
         return None  # resolved as a path step by every HTTP stack (documented)
-    return BASE + case.formatted_path  # schemathesis percent-encodes the values
+    return BASE + case.path.format(
+        **{name: quote(value, safe="") for name, value in params.items()}
+    )
 
 
 def _steer(case: Case, broker: Mosquitto, rng: random.Random) -> None:
