@@ -116,3 +116,64 @@ async def test_publish_acks_on_both_paths(
     assert len(set(mids)) == 20
     assert installed == [fast]
     assert connection.pending_acks == 0
+
+
+def _message(topic: bytes = b"a/b") -> mqtt.MQTTMessage:
+    message = mqtt.MQTTMessage(mid=1, topic=topic)
+    message.payload = b"x"
+    return message
+
+
+def test_message_goes_straight_to_on_message() -> None:
+    """Without per-filter callbacks on_message is called directly."""
+    got: list[bytes] = []
+    mqttc = _client([])
+    mqttc.on_message = lambda _c, _u, msg: got.append(msg.payload)
+    assert paho_compat.install_fast_messages(mqttc)
+    mqttc._handle_on_message(_message())
+    assert got == [b"x"]
+
+
+def test_filter_callbacks_still_go_through_paho() -> None:
+    """With a per-filter callback paho's own dispatch runs (and skips on_message)."""
+    general: list[bytes] = []
+    filtered: list[bytes] = []
+    mqttc = _client([])
+    mqttc.on_message = lambda _c, _u, msg: general.append(msg.payload)
+    assert paho_compat.install_fast_messages(mqttc)
+    mqttc.message_callback_add("a/#", lambda _c, _u, msg: filtered.append(msg.payload))
+    mqttc._handle_on_message(_message())
+    assert (general, filtered) == ([], [b"x"])
+
+
+def test_raising_on_message_is_logged_and_suppressed() -> None:
+    """A raising on_message is logged through paho's log and, suppressed, swallowed."""
+    lines: list[str] = []
+    mqttc = _client([])
+    mqttc.on_log = lambda _c, _u, _level, buf: lines.append(buf)
+
+    def boom(*_args: Any) -> None:
+        msg = "boom"
+        raise ValueError(msg)
+
+    mqttc.on_message = boom
+    assert paho_compat.install_fast_messages(mqttc)
+    mqttc.suppress_exceptions = True
+    mqttc._handle_on_message(_message())
+    assert lines == ["Caught exception in on_message: boom"]
+    mqttc.suppress_exceptions = False
+    with pytest.raises(ValueError, match="boom"):
+        mqttc._handle_on_message(_message())
+
+
+def test_without_matcher_paho_handles_messages() -> None:
+    """A paho without the matcher's private names keeps its own dispatch."""
+
+    class Bare:
+        pass
+
+    assert not paho_compat.install_fast_messages(Bare())  # type: ignore[arg-type]
+    mqttc = _client([])
+    mqttc.on_message = None
+    assert paho_compat.install_fast_messages(mqttc)
+    mqttc._handle_on_message(_message())

@@ -45,7 +45,7 @@ from .paho_client import (
     create_client,
     handshake_error,
 )
-from .paho_compat import install_fast_acks
+from .paho_compat import install_fast_acks, install_fast_messages
 from .reconnect import Reconnector
 from .resubscribe import Resubscription
 from .runtime import (
@@ -327,6 +327,7 @@ class BrokerConnection:
         )
         mqttc.on_log = self._paho_log.on_log
         install_fast_acks(mqttc)
+        install_fast_messages(mqttc)
         mqttc.on_connect = self._on_connect
         mqttc.on_message = self._on_paho_message
         mqttc.on_publish = self._on_ack

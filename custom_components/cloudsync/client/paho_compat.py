@@ -10,6 +10,10 @@ under MQTT 3.1.1, and formats a log line for it. ``install_fast_acks`` answers t
 common packet (two bytes: the message id, i.e. success without properties) with shared
 objects instead, through paho's own ``_do_on_publish``; anything longer goes to paho's
 handler. Without those private names paho's handler stays.
+
+For every message paho also walks its matcher of per-filter callbacks before calling
+``on_message``; ``install_fast_messages`` calls ``on_message`` directly while no
+per-filter callback is registered (cloudsync registers none).
 """
 
 from __future__ import annotations
@@ -118,4 +122,39 @@ def install_fast_acks(mqttc: mqtt.Client) -> bool:
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     mqttc._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]  # noqa: SLF001
+    return True
+
+
+def install_fast_messages(mqttc: mqtt.Client) -> bool:
+    """Call on_message without paho's matcher walk while no filter callback exists.
+
+    Return False (paho's handler stays) when this paho lacks the private names.
+    """
+    root = getattr(getattr(mqttc, "_on_message_filtered", None), "_root", None)
+    if not (
+        callable(getattr(mqttc, "_handle_on_message", None))
+        and isinstance(getattr(root, "_children", None), dict)
+        and hasattr(mqttc, "_in_callback_mutex")
+        and callable(getattr(mqttc, "_easy_log", None))
+    ):
+        return False
+    paho_handler: Callable[[mqtt.MQTTMessage], None] = mqttc._handle_on_message  # noqa: SLF001
+    children: dict[Any, Any] = root._children  # type: ignore[union-attr]  # noqa: SLF001
+
+    def handle_on_message(message: mqtt.MQTTMessage) -> None:
+        on_message = mqttc.on_message
+        if children or on_message is None:
+            paho_handler(message)
+            return
+        with mqttc._in_callback_mutex:  # noqa: SLF001
+            try:
+                on_message(mqttc, mqttc.user_data_get(), message)
+            except Exception as err:
+                mqttc._easy_log(  # noqa: SLF001
+                    mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err
+                )
+                if not mqttc.suppress_exceptions:
+                    raise
+
+    mqttc._handle_on_message = handle_on_message  # type: ignore[method-assign]  # noqa: SLF001
     return True
