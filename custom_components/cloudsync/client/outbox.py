@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from functools import partial
 import logging
 from pathlib import Path
+import secrets
 import time
 from typing import Any, Final
-import uuid
 
 from .connection import BrokerConnection
 from .errors import (
@@ -144,6 +144,9 @@ class Outbox:
         )
         self._limiter = RateLimiter(self.limits.rate)
         self._next_seq = 1
+        # Ids are 32 hex digits: 64 random bits per outbox instance and the sequence
+        # number (uuid4 read the OS's random source for every message).
+        self._id_prefix = secrets.token_hex(8)
         self._closing = False
         self._active = 0  # publish() calls in progress
         self._inflight = 0  # publishes waiting for their ack, direct or drained
@@ -304,7 +307,7 @@ class Outbox:
         validate_topic(topic)
         message = QueuedMessage(
             seq=self._next_seq,
-            id=uuid.uuid4().hex,
+            id=f"{self._id_prefix}{self._next_seq:016x}",
             topic=topic,
             payload=payload,
             qos=qos if qos_explicit else max(qos, 1),
