@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from .context import Options
+from .fastlanes import fastlanes_markdown
 from .processes import BenchError
 from .report import markdown
 from .runner import log, run
@@ -147,7 +148,7 @@ def main() -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted")
         return 130
-    sys.stdout.write(markdown(result))
+    sys.stdout.write(markdown(result) + fastlanes_markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         log(f"results written to {args.json}")

@@ -18,6 +18,7 @@ import aiohttp
 import psutil
 
 from .context import Context, DeliveryCounter, Options
+from .fastlanes import fastlanes_targets, run_fastlanes
 from .ha import HomeAssistantApi
 from .ingest import Ingest
 from .memory import run_memory
@@ -73,6 +74,8 @@ async def _phases(ctx: Context) -> dict[str, Any]:
         requests = await run_round(ctx, round_no)
         log(f"round {round_no}/{ctx.options.rounds}: ingest burst")
         rounds.append({"requests": requests, "ingest": await ingest.run(round_no)})
+    log("fast lanes: raw paho, batch, websocket publish and push")
+    fastlanes = await run_fastlanes(ctx)
     log(f"outbox: {ctx.options.outbox_messages} publishes with the broker down, twice")
     outbox = await run_outbox(ctx)
     wide_sensors = await prepare_recorder(ctx)
@@ -97,6 +100,7 @@ async def _phases(ctx: Context) -> dict[str, Any]:
         "outbox": outbox,
         "recorder": recorder,
         "memory": memory,
+        "fastlanes": fastlanes,
     }
 
 
@@ -163,7 +167,10 @@ async def run(
         keep = True
         raise
     else:
+        fastlanes = phases.pop("fastlanes")
         result = aggregate(**phases)
+        result["fastlanes"] = fastlanes
+        result["fastlanes_targets"] = fastlanes_targets(result)
         result["meta"] = _meta(options, config, integration)
         return result
     finally:

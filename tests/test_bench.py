@@ -70,6 +70,12 @@ def test_bench_quick(tmp_path: Path) -> None:
     for name in ("cloudsync_qos0", "cloudsync_qos1"):
         assert all(m["rps"] > 0 for m in phases[name].values())
     assert data["ratios"]["8"]["cloudsync_qos1/ceiling"] > 0
+    fast = data["fastlanes"]
+    for name in ("batch", "ws_publish", "ws_publish_batch", "ws_push"):
+        assert fast[name]["sent"] > 0, name
+        assert fast[name]["delivered"] == fast[name]["sent"], name
+        assert fast[name]["errors"] == 0, (name, fast[name]["error_samples"])
+    assert {t["target"] for t in data["fastlanes_targets"]} >= {"batch/raw"}
     assert phases["ingest"]["state_writes"] > 0
     for cycle in phases["outbox"].values():
         # Every publish was queued (202) with the broker down, then delivered in

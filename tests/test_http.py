@@ -766,6 +766,7 @@ def test_openapi_matches_views() -> None:
         re.sub(r"\{(\w+):[^{}]*\}", r"{\1}", url.removeprefix(http.BASE_URL))
         for view in (
             http.PublishView,
+            http.PublishBatchView,
             http.SubscribeView,
             http.UnsubscribeView,
             http.SubscribeDataView,
@@ -773,8 +774,12 @@ def test_openapi_matches_views() -> None:
         for url in (view.url, *view.extra_urls)
     }
     assert set(spec["paths"]) == urls
-    # Every code of the one error table, less the two only actions can meet.
-    codes = set(errors.ERRORS) - {"entry_not_found", "entry_not_cloudsync"}
+    # Every code of the one error table, less those only actions and websockets meet.
+    codes = set(errors.ERRORS) - {
+        "entry_not_found",
+        "entry_not_cloudsync",
+        "client_too_slow",
+    }
     assert (
         set(spec["components"]["schemas"]["Error"]["properties"]["error"]["enum"])
         == codes
@@ -799,3 +804,20 @@ async def test_refused_topic_keeps_the_link(
     status, _ = await post(client, "subscribe", {**VALID, "topic": f"{prefix}/s"})
     assert status == 200
     assert not plain_broker.log_contains("malformed packet", since=offset)
+
+
+async def test_braces_in_get_paths(
+    client: TestClient, plain_broker: Mosquitto, prefix: str
+) -> None:
+    """An app id or topic with { or } is served by the GET forms (aiohttp's default
+    route pattern would refuse them as an invalid path)."""
+    topic, app = f"{prefix}/{{x}}", "app}{"
+    body = {**VALID, "appid": app, "topic": topic, "url": plain_broker.url}
+    assert (await post(client, "subscribe", body))[0] == 200
+    path = f"{quote(topic, safe='')}/{quote(app, safe='')}"
+    for url in (
+        f"{BASE}/getsubscribedata/{path}",
+        f"{BASE}/getsubscribedata/{quote(plain_broker.url, safe='')}/{path}",
+    ):
+        response = await client.get(url)
+        assert response.status == 200, await response.text()

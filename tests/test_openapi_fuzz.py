@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 import random
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 import pytest
@@ -23,7 +23,7 @@ import schemathesis
 from schemathesis.core import NOT_SET
 from schemathesis.core.transport import Response
 from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import ignored_auth
+from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection
 
 from custom_components.cloudsync.const import CONF_APP_ISOLATION, CONF_TOPIC_SENSORS
 from tests.common import entry_for, setup_entry
@@ -80,11 +80,20 @@ def _cases(operation: Any, mode: GenerationMode) -> list[Case]:
 
 
 def _path(case: Case) -> str | None:
-    """Return the request path, each parameter percent-encoded (None: unsendable)."""
-    params = case.path_parameters or {}
-    if any(unquote(str(value)) in (".", "..") for value in params.values()):
+    """Return the request path, each parameter percent-encoded (None: unsendable).
+
+    schemathesis encodes path values with ``quote_plus``, a space as ``+``; in a path
+    ``+`` is a plus, so each value is decoded that way and encoded for a path again.
+    """
+    params = {
+        name: unquote_plus(str(value))
+        for name, value in (case.path_parameters or {}).items()
+    }
+    if any(value in (".", "..") for value in params.values()):
         return None  # resolved as a path step by every HTTP stack (documented)
-    return BASE + case.formatted_path  # schemathesis percent-encodes the values
+    return BASE + case.path.format(
+        **{name: quote(value, safe="") for name, value in params.items()}
+    )
 
 
 def _steer(case: Case, broker: Mosquitto, rng: random.Random) -> None:
@@ -123,6 +132,7 @@ def schemathesis_json(body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+@pytest.mark.timeout(240)  # hundreds of generated requests; slow on a loaded machine
 async def test_openapi_contract(
     hass: HomeAssistant, hass_client: Any, plain_broker: Mosquitto
 ) -> None:
@@ -174,8 +184,12 @@ def _check(case: Case, response: Response, mode: GenerationMode) -> str | None:
         return f"schema-valid request refused: {where} {response.content[:300]!r}"
     try:
         # Auth is its own test (test_isolation.py); ignored_auth would resend the
-        # request through `requests`, which cannot reach HA's test server.
-        case.validate_response(response, excluded_checks=[ignored_auth])
+        # request through `requests`, which cannot reach HA's test server. A batch
+        # answers 200 with a refused status for a message that breaks its schema.
+        excluded = [ignored_auth]
+        if case.operation.path == "/publish/batch":
+            excluded.append(negative_data_rejection)
+        case.validate_response(response, excluded_checks=excluded)
     except AssertionError as err:
         return f"{where}: {str(err)[:400]}"
     return None

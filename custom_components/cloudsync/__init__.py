@@ -53,15 +53,17 @@ from .registry import (
     storage_key,
 )
 from .services import async_setup_services
+from .websocket import async_setup_websocket
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, _config: ConfigType) -> bool:
-    """Register the REST API and the actions once for all brokers."""
+    """Register the REST API, the actions and the websocket commands once."""
     async_register_views(hass)
     async_setup_services(hass)
+    async_setup_websocket(hass)
     return True
 
 

@@ -9,7 +9,7 @@ outbox.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from .client import (
     NotConnectedError,
     Outbox,
     OutboxStats,
+    OutgoingMessage,
     ReceivedMessage,
     is_wildcard,
     topic_matches,
@@ -45,7 +46,7 @@ from .const import (
     MAX_SUBSCRIPTIONS,
     signal_outbox,
 )
-from .errors import LimitReachedError
+from .errors import HANDLED, LimitReachedError
 from .hub import MessageHub
 from .registry import (
     LatestData,
@@ -67,6 +68,17 @@ class Published:
     qos: int
     retain: bool
     mid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMessage:
+    """One message of a batch publish; None takes the entry's option."""
+
+    app_id: str
+    topic: str
+    payload: bytes
+    qos: int | None = None
+    retain: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +238,51 @@ class CloudSyncBroker:
         return Published(
             topic, result.id, result.queued, result.qos, retain, result.mid
         )
+
+    async def async_publish_many(
+        self,
+        messages: Sequence[BatchMessage],
+        *,
+        timeout: float | None = None,
+        principal: Principal = SYSTEM,
+    ) -> list[Published | Exception]:
+        """Publish a batch in order, acks gathered once; a refused message fails alone."""
+        results: list[Published | Exception | None] = [None] * len(messages)
+        outgoing: list[OutgoingMessage] = []
+        places: list[int] = []
+        for index, message in enumerate(messages):
+            qos = self.default_qos if message.qos is None else message.qos
+            try:
+                self._connection.check_publish(message.topic, message.payload, qos)
+                self.check_app(principal, message.app_id)
+            except HANDLED as err:
+                results[index] = err
+                continue
+            outgoing.append(
+                OutgoingMessage(
+                    message.topic,
+                    message.payload,
+                    qos,
+                    self.default_retain if message.retain is None else message.retain,
+                    qos_explicit=message.qos is not None,
+                )
+            )
+            places.append(index)
+        sent = await self._outbox.publish_many(outgoing, timeout=timeout or ACK_TIMEOUT)
+        for index, item, result in zip(places, outgoing, sent, strict=True):
+            results[index] = (
+                result
+                if isinstance(result, Exception)
+                else Published(
+                    item.topic,
+                    result.id,
+                    result.queued,
+                    result.qos,
+                    item.retain,
+                    result.mid,
+                )
+            )
+        return [result for result in results if result is not None]
 
     # -- subscriptions --------------------------------------------------------------
 

@@ -110,6 +110,18 @@ class RequestTooLargeError(CloudSyncRequestError):
     code = "request_too_large"
 
 
+class BatchTooLargeError(CloudSyncRequestError):
+    """A batch has more messages or payload bytes than one request takes."""
+
+    code = "batch_too_large"
+
+
+class ClientTooSlowError(CloudSyncRequestError):
+    """A websocket client did not read its stream fast enough and was cut off."""
+
+    code = "client_too_slow"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorKind:
     """How one error code is answered."""
@@ -135,6 +147,12 @@ ERRORS: Final[dict[str, ErrorKind]] = {
     ),
     "limit_reached": ErrorKind(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "limit_reached", caller_error=True
+    ),
+    "batch_too_large": ErrorKind(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "batch_too_large", caller_error=True
+    ),
+    "client_too_slow": ErrorKind(
+        HTTPStatus.TOO_MANY_REQUESTS, "client_too_slow", caller_error=True
     ),
     "entry_not_found": ErrorKind(
         HTTPStatus.NOT_FOUND, "entry_not_found", caller_error=True

@@ -22,6 +22,7 @@ from homeassistant.util.json import json_loads
 import voluptuous as vol
 
 from .apps import LOCAL, Principal
+from .batch import async_publish_batch, counts, parse_messages
 from .errors import (
     HANDLED,
     AmbiguousBrokerError,
@@ -35,11 +36,13 @@ from .errors import (
 from .http_auth import Caller, async_authenticate, check_local_allowed
 from .http_schemas import (
     APPID,
+    PUBLISH_BATCH_SCHEMA,
     PUBLISH_SCHEMA,
     SUBSCRIBE_SCHEMA,
     TOPIC,
     UNSUBSCRIBE_SCHEMA,
     URL,
+    plain_publish,
 )
 from .lookup import broker_by_url
 from .payload import decode_payload
@@ -108,8 +111,15 @@ def _json_response(
     return response
 
 
-async def _async_body(request: web.Request, schema: vol.Schema) -> dict[str, Any]:
-    """Parse the body as a JSON object whatever the Content-Type, then validate it."""
+async def _async_body(
+    request: web.Request,
+    schema: vol.Schema,
+    plain: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
+    """Parse the body as a JSON object whatever the Content-Type, then validate it.
+
+    ``plain`` answers the common form without the schema (None: use the schema).
+    """
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as err:
@@ -122,8 +132,10 @@ async def _async_body(request: web.Request, schema: vol.Schema) -> dict[str, Any
     if not isinstance(data, dict):
         msg = "the body must be a JSON object"
         raise InvalidJsonError(msg)
-    result: dict[str, Any] = schema(data)
-    return result
+    if plain is not None and (result := plain(data)) is not None:
+        return result
+    validated: dict[str, Any] = schema(data)
+    return validated
 
 
 def _data_reply(broker: CloudSyncBroker, topic: str, data: Any) -> dict[str, Any]:
@@ -144,10 +156,12 @@ def _principal(request: web.Request, broker: CloudSyncBroker) -> Principal:
 
 
 async def _async_request(
-    request: web.Request, schema: vol.Schema
+    request: web.Request,
+    schema: vol.Schema,
+    plain: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> tuple[dict[str, Any], CloudSyncBroker, Principal]:
     """Return the validated body, the loaded broker its ``url`` names and the caller."""
-    body = await _async_body(request, schema)
+    body = await _async_body(request, schema, plain)
     broker = broker_by_url(request.app[KEY_HASS], body["url"])
     return body, broker, _principal(request, broker)
 
@@ -167,7 +181,9 @@ class PublishView(CloudSyncView):
     @_api
     async def post(self, request: web.Request) -> _Reply:
         """Answer 200 once the broker acknowledged it, or 202 once it is queued."""
-        body, broker, principal = await _async_request(request, PUBLISH_SCHEMA)
+        body, broker, principal = await _async_request(
+            request, PUBLISH_SCHEMA, plain_publish
+        )
         published = await broker.async_publish(
             body["appid"],
             body["topic"],
@@ -194,6 +210,33 @@ class PublishView(CloudSyncView):
             "Message": f"Data published successfully to Cloud {url}",
             **reply,
             "mid": published.mid,
+        }
+
+
+class PublishBatchView(CloudSyncView):
+    """POST /publish/batch: publish many messages in order, a status for each."""
+
+    url = f"{BASE_URL}/publish/batch"
+    name = "api:cloudsync:publish:batch"
+
+    @_api
+    async def post(self, request: web.Request) -> _Reply:
+        """Answer 200 with each message's status once all are acked or queued."""
+        body, broker, principal = await _async_request(request, PUBLISH_BATCH_SCHEMA)
+        statuses = await async_publish_batch(
+            broker,
+            parse_messages(body["messages"], body["appid"]),
+            timeout=body["timeout"],
+            principal=principal,
+        )
+        totals = counts(statuses)
+        url = str(broker.url)
+        return {
+            "Message": ", ".join(f"{n} {what}" for what, n in totals.items())
+            + f" for Cloud {url}",
+            "broker": url,
+            **totals,
+            "results": statuses,
         }
 
 
@@ -301,6 +344,7 @@ def async_register_views(hass: HomeAssistant) -> None:
     """Register the REST API; the fallback path view must come last."""
     for view in (
         PublishView(),
+        PublishBatchView(),
         SubscribeView(),
         UnsubscribeView(),
         SubscribeDataView(),

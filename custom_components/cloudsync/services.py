@@ -14,10 +14,12 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import config_validation as cv
 import voluptuous as vol
 
 from .apps import SYSTEM, Principal
+from .batch import STATUS_REFUSED, async_publish_batch, counts, parse_messages
 from .const import DOMAIN, MAX_APP_ID_LENGTH, MAX_TOPIC_LENGTH
 from .errors import HANDLED, as_ha_error
 from .lookup import broker_by_entry_id
@@ -37,6 +39,7 @@ ATTR_APP_ID: Final = "app_id"
 ATTR_VALUE_TEMPLATE: Final = "value_template"
 ATTR_UNIT_OF_MEASUREMENT: Final = "unit_of_measurement"
 ATTR_DEVICE_CLASS: Final = "device_class"
+ATTR_MESSAGES: Final = "messages"
 
 SERVICE_PUBLISH: Final = "publish"
 SERVICE_SUBSCRIBE: Final = "subscribe"
@@ -63,6 +66,16 @@ PUBLISH_SCHEMA = SUBSCRIBE_SCHEMA.extend(
             [ENCODING_UTF8, ENCODING_BASE64]
         ),
     }
+)
+# One message (topic, payload, …) or a batch: ``messages``, each checked on its own.
+PUBLISH_ACTION_SCHEMA = vol.All(
+    PUBLISH_SCHEMA.extend(
+        {
+            vol.Exclusive(ATTR_TOPIC, "message"): PUBLISH_SCHEMA.schema[ATTR_TOPIC],
+            vol.Exclusive(ATTR_MESSAGES, "message"): vol.All(cv.ensure_list, list),
+        }
+    ),
+    cv.has_at_least_one_key(ATTR_TOPIC, ATTR_MESSAGES),
 )
 
 # The topic sensor's options, like HA's MQTT sensor; only the subscribe action has them.
@@ -128,6 +141,8 @@ async def _async_principal(call: ServiceCall) -> Principal:
 @_translate_errors
 async def _async_publish(call: ServiceCall) -> ServiceResponse:
     """Publish a message (or queue it) and say which when asked."""
+    if ATTR_MESSAGES in call.data:
+        return await _async_publish_batch(call)
     published = await _broker(call).async_publish(
         call.data[ATTR_APP_ID],
         call.data[ATTR_TOPIC],
@@ -146,6 +161,30 @@ async def _async_publish(call: ServiceCall) -> ServiceResponse:
         "qos": published.qos,
         "retain": published.retain,
     }
+
+
+async def _async_publish_batch(call: ServiceCall) -> ServiceResponse:
+    """Publish messages in order; without a response, raise when any was refused."""
+    statuses = await async_publish_batch(
+        _broker(call),
+        parse_messages(call.data[ATTR_MESSAGES], call.data[ATTR_APP_ID], "app_id"),
+        principal=await _async_principal(call),
+    )
+    if call.return_response:
+        response: dict[str, Any] = {**counts(statuses), "results": statuses}
+        return response
+    refused = [item for item in statuses if item["status"] == STATUS_REFUSED]
+    if refused:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="batch_refused",
+            translation_placeholders={
+                "refused": str(len(refused)),
+                "total": str(len(statuses)),
+                "error": refused[0]["message"],
+            },
+        )
+    return None
 
 
 @_translate_errors
@@ -195,7 +234,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         DOMAIN,
         SERVICE_PUBLISH,
         _async_publish,
-        schema=PUBLISH_SCHEMA,
+        schema=PUBLISH_ACTION_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )
     register(

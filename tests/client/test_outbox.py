@@ -16,14 +16,17 @@ from custom_components.cloudsync.client import (
     BrokerConnection,
     DroppedMessage,
     DropReason,
+    InvalidTopicError,
     Outbox,
     OutboxClosedError,
     OutboxError,
     OutboxFullError,
     OutboxLimits,
+    OutgoingMessage,
     OverflowPolicy,
     PayloadTooLargeError,
     Protocol,
+    PublishResult,
     QueuedMessage,
     outbox as outbox_module,
     outbox_writer,
@@ -541,3 +544,61 @@ async def test_message_that_breaks_the_link_goes_to_the_dead_letters(
         assert store.state().dropped == 1
     finally:
         store.close()
+
+
+async def test_publish_many_waits_for_window_room_in_order(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """A batch larger than the window waits for room; nothing is queued, order kept.
+
+    (QoS 1 only: a broker completes QoS 2 messages after PUBREL, so mixed QoS
+    levels need not arrive in order.)
+    """
+    broker = broker_factory()
+    connection = await _connected(broker)
+    outbox = Outbox(connection, tmp_path / "o.db", window=3)
+    await outbox.open()
+    try:
+        async with MqttSubscriber(broker, "w/#", qos=1) as sub:
+            batch = [OutgoingMessage("w/t", f"{i}".encode(), 1) for i in range(30)]
+            results = await outbox.publish_many(batch, timeout=5)
+            got = await sub.messages(30)
+        assert all(isinstance(r, PublishResult) and not r.queued for r in results)
+        assert [m.payload for m in got] == [f"{i}".encode() for i in range(30)]
+        assert outbox.queued == 0
+    finally:
+        await connection.disconnect()
+        await outbox.close()
+
+
+async def test_publish_many_queues_on_timeout_and_when_down(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """Unacked within the timeout, or the link down: queued in order; bad topics fail."""
+    broker = broker_factory()
+    connection = await _connected(broker)
+    outbox = Outbox(connection, tmp_path / "o.db", window=2)
+    await outbox.open()
+    try:
+        broker.pause()
+        try:
+            batch = [OutgoingMessage("p/t", f"{i}".encode(), 1) for i in range(4)]
+            batch.insert(1, OutgoingMessage("p/+", b"bad", 1))
+            results = await outbox.publish_many(batch, timeout=0.3)
+        finally:
+            broker.resume()
+        assert isinstance(results[1], InvalidTopicError)
+        queued = [r for r in results if isinstance(r, PublishResult)]
+        assert [r.queued for r in queued] == [True] * 4
+        await _down(connection, broker)
+        down = await outbox.publish_many(
+            [OutgoingMessage("p/t", b"x", 0, qos_explicit=False)]
+        )
+        assert isinstance(down[0], PublishResult)
+        assert (down[0].queued, down[0].qos) == (True, 1)
+        outbox.stop_accepting()
+        with pytest.raises(OutboxClosedError):
+            await outbox.publish_many([OutgoingMessage("p/t", b"x")])
+    finally:
+        await connection.disconnect()
+        await outbox.close()

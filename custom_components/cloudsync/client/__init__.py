@@ -34,7 +34,7 @@ from .errors import (
     UnknownHostError,
 )
 from .metrics import MetricsSnapshot
-from .outbox import Outbox, OutboxStats, PublishResult
+from .outbox import Outbox, OutboxStats, OutgoingMessage, PublishResult
 from .outbox_store import (
     DroppedMessage,
     DropReason,
@@ -98,6 +98,7 @@ __all__ = [
     "OutboxFullError",
     "OutboxLimits",
     "OutboxStats",
+    "OutgoingMessage",
     "OverflowPolicy",
     "PayloadTooLargeError",
     "Profile",

@@ -47,6 +47,7 @@ from .paho_client import (
     create_client,
     handshake_error,
 )
+from .paho_compat import install_fast_acks, install_fast_messages
 from .reconnect import Reconnector
 from .resubscribe import Resubscription
 from .runtime import (
@@ -63,6 +64,7 @@ from .tls import build_ssl_context
 from .topics import validate_filter, validate_topic
 
 _LOGGER = logging.getLogger(__name__)
+_PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
 
 MAX_PACKET_SIZE = 268_435_455
 
@@ -262,12 +264,18 @@ class BrokerConnection:
         It fails with NotConnectedError when the link drops first, and with
         BrokerRefusedError when the broker answers with a failure reason code.
         """
-        _mid, future = self._send_publish(topic, payload, qos, retain=retain)
+        return self.send_publish(topic, payload, qos, retain=retain)[1]
+
+    def send_publish(
+        self, topic: str, payload: bytes, qos: int = 0, *, retain: bool = False
+    ) -> tuple[int, asyncio.Future[Any]]:
+        """Send a publish now; return its mid and the future ``publish_nowait`` gives."""
+        mid, future = self._send_publish(topic, payload, qos, retain=retain)
         if future is None:
             assert self._loop is not None  # noqa: S101
             future = self._loop.create_future()
             future.set_result(None)
-        return future
+        return mid, future
 
     def _send_publish(
         self, topic: str, payload: bytes, qos: int, *, retain: bool
@@ -361,6 +369,8 @@ class BrokerConnection:
             self.config, self.client_id, self._ssl_context, self._connect_timeout
         )
         mqttc.on_log = self._paho_log.on_log
+        install_fast_acks(mqttc)
+        install_fast_messages(mqttc)
         mqttc.on_connect = self._on_connect
         mqttc.on_message = self._on_paho_message
         mqttc.on_publish = self._on_ack
@@ -423,6 +433,10 @@ class BrokerConnection:
         self.metrics.connects += 1
         assert self._loop is not None  # noqa: S101
         self._takeover.connected(self._loop)
+        # paho formats every line it hands to on_log; a logger is asked its level
+        # first, so once connected nothing is formatted per packet.
+        mqttc.on_log = None
+        mqttc.enable_logger(_PAHO_LOGGER)
         limit = getattr(properties, "MaximumPacketSize", None)
         self._max_packet = int(limit) if limit else MAX_PACKET_SIZE
         if self._resubscription.start(mqttc, self._subscriptions):

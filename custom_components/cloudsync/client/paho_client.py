@@ -33,7 +33,9 @@ from .tls import certificate_expiry
 _LOGGER = logging.getLogger(__name__)
 
 AUTH_REASONS = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
-MAX_INFLIGHT = 65535
+# 0: no limit in paho (the outbox keeps its own window). Any limit makes paho scan
+# every message in flight on each PUBACK, looking for queued ones to send.
+MAX_INFLIGHT = 0
 
 
 def create_client(

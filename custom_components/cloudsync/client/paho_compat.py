@@ -4,16 +4,31 @@ Reading a burst through paho's public ``loop_read`` costs one event-loop turn pe
 when nothing is in flight, and leaves TLS records already decrypted in the SSL object
 unread until the next packet arrives. paho's own thread loop calls ``_packet_read`` until
 it reports no more data; so does ``read_packets`` while paho still has that method.
+
+paho 2.1 builds a ``ReasonCode`` and a ``Properties`` for every PUBACK and PUBCOMP, also
+under MQTT 3.1.1, and formats a log line for it. ``install_fast_acks`` answers the
+common packet (two bytes: the message id, i.e. success without properties) with shared
+objects instead, through paho's own ``_do_on_publish``; anything longer goes to paho's
+handler. Without those private names paho's handler stays.
+
+For every message paho also walks its matcher of per-filter callbacks before calling
+``on_message``; ``install_fast_messages`` calls ``on_message`` directly while no
+per-filter callback is registered (cloudsync registers none).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum, auto
 import logging
+import struct
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,3 +78,83 @@ def _read_public(mqttc: mqtt.Client) -> ReadOutcome:
     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mqttc.socket() is None:
         return ReadOutcome.CLOSED
     return ReadOutcome.MORE
+
+
+_MID = struct.Struct("!H")
+# Shared, never changed: what paho would build for a bare PUBACK / PUBCOMP.
+_BARE_ACKS: dict[str, tuple[ReasonCode, Properties]] = {
+    cmd: (ReasonCode(packet), Properties(packet))  # type: ignore[no-untyped-call]
+    for cmd, packet in (
+        ("PUBACK", PacketTypes.PUBACK),
+        ("PUBCOMP", PacketTypes.PUBCOMP),
+    )
+}
+_ACK_NAMES = ("_handle_pubackcomp", "_do_on_publish")
+_ACK_STATE = ("_in_packet", "_out_messages", "_out_message_mutex")
+
+
+def has_fast_acks(client: Any) -> bool:
+    """Return True when ``client`` (a paho client) has what the fast ack path uses."""
+    return all(callable(getattr(client, name, None)) for name in _ACK_NAMES) and all(
+        hasattr(client, name) for name in _ACK_STATE
+    )
+
+
+def install_fast_acks(mqttc: mqtt.Client) -> bool:
+    """Handle bare PUBACK/PUBCOMP packets without paho's per-packet objects.
+
+    Return False (paho's handler stays) when this paho lacks the private names.
+    """
+    if not has_fast_acks(mqttc):
+        return False
+    paho_handler: Callable[[Any], MQTTErrorCode] = mqttc._handle_pubackcomp  # noqa: SLF001
+    unpack = _MID.unpack_from
+
+    def handle_pubackcomp(cmd: str) -> MQTTErrorCode:
+        packet = mqttc._in_packet  # noqa: SLF001
+        if packet["remaining_length"] != 2:  # noqa: PLR2004 - the message id alone
+            return paho_handler(cmd)
+        (mid,) = unpack(packet["packet"])
+        with mqttc._out_message_mutex:  # noqa: SLF001
+            if mid in mqttc._out_messages:  # noqa: SLF001
+                reason, properties = _BARE_ACKS[cmd]
+                return mqttc._do_on_publish(mid, reason, properties)  # noqa: SLF001
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    mqttc._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]  # noqa: SLF001
+    return True
+
+
+def install_fast_messages(mqttc: mqtt.Client) -> bool:
+    """Call on_message without paho's matcher walk while no filter callback exists.
+
+    Return False (paho's handler stays) when this paho lacks the private names.
+    """
+    root = getattr(getattr(mqttc, "_on_message_filtered", None), "_root", None)
+    if not (
+        callable(getattr(mqttc, "_handle_on_message", None))
+        and isinstance(getattr(root, "_children", None), dict)
+        and hasattr(mqttc, "_in_callback_mutex")
+        and callable(getattr(mqttc, "_easy_log", None))
+    ):
+        return False
+    paho_handler: Callable[[mqtt.MQTTMessage], None] = mqttc._handle_on_message  # noqa: SLF001
+    children: dict[Any, Any] = root._children  # type: ignore[union-attr]  # noqa: SLF001
+
+    def handle_on_message(message: mqtt.MQTTMessage) -> None:
+        on_message = mqttc.on_message
+        if children or on_message is None:
+            paho_handler(message)
+            return
+        with mqttc._in_callback_mutex:  # noqa: SLF001
+            try:
+                on_message(mqttc, mqttc.user_data_get(), message)
+            except Exception as err:
+                mqttc._easy_log(  # noqa: SLF001
+                    mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err
+                )
+                if not mqttc.suppress_exceptions:
+                    raise
+
+    mqttc._handle_on_message = handle_on_message  # type: ignore[method-assign]  # noqa: SLF001
+    return True

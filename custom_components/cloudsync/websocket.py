@@ -1,0 +1,197 @@
+"""Commands on Home Assistant's websocket: publish, and a live stream of a filter.
+
+``cloudsync/publish`` takes one message or a batch (the statuses of batch.py);
+``cloudsync/subscribe`` streams every message on a filter until the client
+unsubscribes or disconnects. Streams listen through the broker's MessageHub, like
+automations do, so they outlive reloads. Errors leave with the codes of errors.py.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from homeassistant.components import websocket_api
+from homeassistant.components.websocket_api.connection import ActiveConnection
+from homeassistant.components.websocket_api.decorators import (
+    async_response,
+    websocket_command,
+)
+from homeassistant.core import HomeAssistant, callback
+import voluptuous as vol
+
+from .apps import Principal
+from .batch import async_publish_batch, counts, parse_messages
+from .client import validate_filter
+from .const import MAX_APP_ID_LENGTH, MAX_URL_LENGTH
+from .errors import HANDLED, NotSubscribedError, error_code, error_kind
+from .http_schemas import APPID, MAX_TIMEOUT, TOPIC, URL, plain_text, qos
+from .hub import async_get_hub
+from .lookup import broker_by_entry_id, broker_by_url
+from .stream import MessageStream
+
+if TYPE_CHECKING:
+    from .broker import CloudSyncBroker
+
+DEFAULT_APP_ID: Final = "homeassistant"
+PUBLISH_COMMAND: Final = "cloudsync/publish"
+_MESSAGE_FIELDS: Final = ("topic", "payload", "qos", "retain", "encoding")
+_BROKER: Final[dict[str | vol.Marker, Any]] = {
+    vol.Exclusive("config_entry_id", "broker"): str,
+    vol.Exclusive("url", "broker"): URL,
+}
+
+
+@callback
+def async_setup_websocket(hass: HomeAssistant) -> None:
+    """Register the commands once for all brokers."""
+    # HA only checks it is a dict; _publish_command checks the rest (fast).
+    websocket_api.async_register_command(
+        hass, PUBLISH_COMMAND, ws_publish, vol.Schema(dict)
+    )
+    websocket_api.async_register_command(hass, ws_subscribe)
+
+
+def _broker(hass: HomeAssistant, msg: dict[str, Any]) -> CloudSyncBroker:
+    """Return the loaded broker a command names by entry id or URL."""
+    if "config_entry_id" in msg:
+        return broker_by_entry_id(hass, msg["config_entry_id"])
+    return broker_by_url(hass, msg.get("url"))
+
+
+def _principal(connection: ActiveConnection) -> Principal:
+    return Principal(connection.user.id, is_admin=connection.user.is_admin)
+
+
+def send_error(connection: ActiveConnection, msg_id: int, err: Exception) -> None:
+    """Answer a command with an error of the one table (code and translation)."""
+    connection.send_error(
+        msg_id,
+        error_code(err),
+        str(err),
+        translation_key=error_kind(err).translation_key,
+        translation_domain="cloudsync",
+        translation_placeholders={"error": str(err)},
+    )
+
+
+# Validated here, not by HA (registered with a schema of dict): the common form skips
+# voluptuous, and the fields of each message are batch.py's to judge.
+_ANY_MESSAGE_FIELD: Final[dict[str | vol.Marker, Any]] = {
+    vol.Exclusive("topic", "message"): object,
+    **{vol.Optional(key): object for key in _MESSAGE_FIELDS if key != "topic"},
+}
+_PUBLISH_COMMAND: Final = vol.Schema(
+    {
+        vol.Required("id"): int,
+        vol.Required("type"): str,
+        **_BROKER,
+        vol.Optional("app_id", default=DEFAULT_APP_ID): APPID,
+        vol.Exclusive("messages", "message"): list,
+        **_ANY_MESSAGE_FIELD,
+        vol.Optional("timeout"): vol.All(
+            vol.Coerce(float), vol.Range(min=0, min_included=False, max=MAX_TIMEOUT)
+        ),
+    }
+)
+_PLAIN_KEYS: Final = frozenset(
+    {"id", "type", "config_entry_id", "url", "app_id", "messages", *_MESSAGE_FIELDS}
+)
+
+
+def _publish_command(msg: dict[str, Any]) -> dict[str, Any]:
+    """Return the validated command; the common form without voluptuous."""
+    if (
+        msg.keys() <= _PLAIN_KEYS
+        and ("url" in msg) != ("config_entry_id" in msg)
+        and ("messages" in msg) != ("topic" in msg)
+        and type(msg.get("config_entry_id", "")) is str
+        and plain_text(msg.get("url", "u"), MAX_URL_LENGTH)
+        and plain_text(msg.get("app_id", DEFAULT_APP_ID), MAX_APP_ID_LENGTH)
+        and type(msg.get("messages", [])) is list
+    ):
+        return msg
+    data: dict[str, Any] = _PUBLISH_COMMAND(msg)
+    if "messages" not in data and "topic" not in data:
+        message = "give topic (one message) or messages"
+        raise vol.Invalid(message)
+    return data
+
+
+@async_response
+async def ws_publish(
+    hass: HomeAssistant,
+    connection: ActiveConnection,
+    msg: dict[str, Any],
+) -> None:
+    """Publish one message or many in order; answer a status for each."""
+    try:
+        data = _publish_command(msg)
+        if "messages" in data:
+            messages = data["messages"]
+        else:
+            messages = [{key: data[key] for key in _MESSAGE_FIELDS if key in data}]
+        broker = _broker(hass, data)
+        statuses = await async_publish_batch(
+            broker,
+            parse_messages(messages, data.get("app_id", DEFAULT_APP_ID), "app_id"),
+            timeout=data.get("timeout"),
+            principal=_principal(connection),
+        )
+    except HANDLED as err:
+        send_error(connection, msg["id"], err)
+        return
+    connection.send_result(msg["id"], {**counts(statuses), "results": statuses})
+
+
+@websocket_command(
+    {
+        vol.Required("type"): "cloudsync/subscribe",
+        **_BROKER,
+        vol.Required("topic"): TOPIC,
+        vol.Optional("qos", default=0): qos,
+        vol.Optional("app_id"): APPID,
+    }
+)
+@async_response
+async def ws_subscribe(
+    hass: HomeAssistant,
+    connection: ActiveConnection,
+    msg: dict[str, Any],
+) -> None:
+    """Stream every message on a filter until unsubscribed (see MessageStream)."""
+    topic_filter = msg["topic"]
+    stream = MessageStream(connection, msg["id"])
+    try:
+        validate_filter(topic_filter)
+        broker = _broker(hass, msg)
+        principal = _principal(connection)
+        if not principal.is_admin:
+            _check_app_filter(broker, principal, msg.get("app_id"), topic_filter)
+        stream.attach(
+            async_get_hub(hass, broker.entry_id).add(
+                topic_filter, msg["qos"], stream.push
+            )
+        )
+        connection.subscriptions[msg["id"]] = stream.close
+        await broker.async_listen(topic_filter, msg["qos"])
+    except HANDLED as err:
+        connection.subscriptions.pop(msg["id"], None)
+        stream.close()
+        send_error(connection, msg["id"], err)
+        return
+    connection.send_result(msg["id"])
+    stream.start()
+
+
+def _check_app_filter(
+    broker: CloudSyncBroker, principal: Principal, app_id: str | None, topic_filter: str
+) -> None:
+    """Let a non-admin stream only a filter its own app subscribed to."""
+    if app_id is None:
+        msg = "name the app (app_id) whose subscribed filter to stream"
+        raise NotSubscribedError(msg)
+    broker.check_app(principal, app_id)
+    subscription = broker.subscriptions.get(topic_filter)
+    if subscription is None or app_id not in subscription.apps:
+        msg = f"the app {app_id} is not subscribed to {topic_filter}"
+        raise NotSubscribedError(msg)
