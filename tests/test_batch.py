@@ -324,3 +324,34 @@ async def test_batch_broker_refusals_stay_alone(
         ("refused", "payload_too_large"),
         ("published", None),
     ]
+
+
+async def test_batch_obeys_the_broker_profile(
+    hass: HomeAssistant, hass_client: Any, plain_broker: Mosquitto, prefix: str
+) -> None:
+    """Under the AWS IoT Core profile a batch's over-limit messages refuse alone."""
+    await setup_entry(hass, entry_for(plain_broker, profile="aws_iot_core"))
+    client = await hass_client()
+    messages = [
+        {"topic": f"{prefix}/ok", "payload": "1", "qos": 1},
+        {"topic": f"{prefix}/big", "payload": "x" * (128 * 1024 + 1), "qos": 1},
+        {"topic": f"{prefix}/qos2", "payload": "2", "qos": 2},
+        {"topic": f"{prefix}/ok", "payload": "3", "qos": 1},
+    ]
+    async with MqttSubscriber(plain_broker, f"{prefix}/#", qos=1) as sub:
+        status, body = await _post(
+            client, {"url": plain_broker.url, "appid": "app", "messages": messages}
+        )
+        assert status == 200, body
+        assert [r["status"] for r in body["results"]] == [
+            "published",
+            "refused",
+            "refused",
+            "published",
+        ]
+        assert [r["error"] for r in body["results"][1:3]] == [
+            "profile_payload_too_large",
+            "profile_limit",
+        ]
+        got = await sub.messages(2)
+    assert [m.payload for m in got] == [b"1", b"3"]
