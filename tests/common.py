@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 import uuid
 
+from homeassistant.auth.const import GROUP_ID_USER
+from homeassistant.auth.models import TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
 
 from custom_components.cloudsync.const import CONF_CLIENT_ID, CONF_URL, DOMAIN
 from tests.mosquitto import Mosquitto
 from tests.pki import Pki
+
+if TYPE_CHECKING:
+    from aiohttp.test_utils import TestClient
 
 
 def entry_for(
@@ -67,3 +72,18 @@ def outbox_entities(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, An
         assert entity_id is not None
         found[key] = registry.async_get(entity_id)
     return found
+
+
+async def user_client(hass: HomeAssistant, hass_client: Any) -> TestClient:
+    """Return a client with a long-lived token of a new non-admin user (a service app)."""
+    user = MockUser(
+        name=f"app {uuid.uuid4().hex[:6]}",
+        groups=[await hass.auth.async_get_group(GROUP_ID_USER)],
+    ).add_to_hass(hass)
+    refresh = await hass.auth.async_create_refresh_token(
+        user,
+        client_name=f"service app {user.id}",
+        token_type=TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN,
+    )
+    client: TestClient = await hass_client(hass.auth.async_create_access_token(refresh))
+    return client

@@ -7,16 +7,13 @@ import json
 from typing import TYPE_CHECKING, Any
 import uuid
 
-from homeassistant.auth.const import GROUP_ID_USER
-from homeassistant.auth.models import TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.exceptions import HomeAssistantError
 import pytest
-from pytest_homeassistant_custom_component.common import MockUser
 
 from custom_components.cloudsync import batch
 from custom_components.cloudsync.const import CONF_APP_ISOLATION, DOMAIN
-from tests.common import entry_for, setup_entry
+from tests.common import entry_for, setup_entry, user_client
 from tests.mosquitto import MqttSubscriber
 
 if TYPE_CHECKING:
@@ -153,20 +150,6 @@ async def test_batch_bad_body(
     assert (status, reply["error"]) == (400, "invalid_request")
 
 
-async def _user_client(hass: HomeAssistant, hass_client: Any) -> TestClient:
-    user = MockUser(
-        name=f"app {uuid.uuid4().hex[:6]}",
-        groups=[await hass.auth.async_get_group(GROUP_ID_USER)],
-    ).add_to_hass(hass)
-    refresh = await hass.auth.async_create_refresh_token(
-        user,
-        client_name=f"app {user.id}",
-        token_type=TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN,
-    )
-    client: TestClient = await hass_client(hass.auth.async_create_access_token(refresh))
-    return client
-
-
 async def test_batch_isolation_per_message(
     hass: HomeAssistant,
     hass_client: Any,
@@ -175,8 +158,8 @@ async def test_batch_isolation_per_message(
     prefix: str,
 ) -> None:
     """A message naming another user's app is refused; the user's own go out."""
-    alice = await _user_client(hass, hass_client)
-    bob = await _user_client(hass, hass_client)
+    alice = await user_client(hass, hass_client)
+    bob = await user_client(hass, hass_client)
     base = {"url": plain_broker.url, "appid": "bob-app"}
     status, _ = await _post(bob, {**base, "messages": [{"topic": f"{prefix}/b"}]})
     assert status == 200

@@ -13,7 +13,6 @@ import uuid
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from homeassistant.auth.const import GROUP_ID_USER
-from homeassistant.auth.models import TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN
 from homeassistant.components.http.ban import (
     KEY_BAN_MANAGER,
     KEY_FAILED_LOGIN_ATTEMPTS,
@@ -30,7 +29,7 @@ from custom_components.cloudsync.const import (
     DOMAIN,
 )
 from custom_components.cloudsync.http_auth import async_authenticate
-from tests.common import entry_for, setup_entry
+from tests.common import entry_for, setup_entry, user_client
 from tests.mosquitto import mqtt_publish
 
 if TYPE_CHECKING:
@@ -44,21 +43,6 @@ pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 BASE = "/api/v1/orchestration/cloudsyncmgr"
 ISOLATED = {CONF_APP_ISOLATION: True}
-
-
-async def _user_client(hass: HomeAssistant, hass_client: Any) -> TestClient:
-    """Return a client with a long-lived token of a new non-admin user."""
-    user = MockUser(
-        name=f"app {uuid.uuid4().hex[:6]}",
-        groups=[await hass.auth.async_get_group(GROUP_ID_USER)],
-    ).add_to_hass(hass)
-    refresh = await hass.auth.async_create_refresh_token(
-        user,
-        client_name=f"service app {user.id}",
-        token_type=TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN,
-    )
-    client: TestClient = await hass_client(hass.auth.async_create_access_token(refresh))
-    return client
 
 
 async def _post(client: TestClient, action: str, **body: Any) -> tuple[int, str]:
@@ -87,8 +71,8 @@ async def test_app_belongs_to_its_first_user(
 ) -> None:
     """Another non-admin user naming an app gets 403; its owner and admins do not."""
     alice, bob = (
-        await _user_client(hass, hass_client),
-        await _user_client(hass, hass_client),
+        await user_client(hass, hass_client),
+        await user_client(hass, hass_client),
     )
     admin = await hass_client()
     topic = f"iso/{uuid.uuid4().hex[:8]}"
@@ -121,8 +105,8 @@ async def test_no_data_from_before_the_app_subscribed(
 ) -> None:
     """An app that subscribes late does not read what arrived before it."""
     alice, bob = (
-        await _user_client(hass, hass_client),
-        await _user_client(hass, hass_client),
+        await user_client(hass, hass_client),
+        await user_client(hass, hass_client),
     )
     topic = f"iso/{uuid.uuid4().hex[:8]}"
     common = {"topic": topic, "url": "127.0.0.1"}
@@ -152,8 +136,8 @@ async def test_existing_entries_keep_shared_apps(
     """Without the option (entries made before it) any user may name any app."""
     await setup_entry(hass, entry_for(plain_broker))
     alice, bob = (
-        await _user_client(hass, hass_client),
-        await _user_client(hass, hass_client),
+        await user_client(hass, hass_client),
+        await user_client(hass, hass_client),
     )
     common = {"topic": f"iso/{uuid.uuid4().hex[:8]}", "url": "127.0.0.1"}
     assert (await _post(alice, "subscribe", appid="shared", **common))[0] == 200
