@@ -15,7 +15,6 @@ The unlimited outbox drain beside raw paho is the outbox phase's ``unlimited`` c
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -25,7 +24,7 @@ from .context import Context
 from .ha import Websocket
 from .load import new_session, run_load, warm_up
 from .outbox import _raw_paho
-from .processes import PYTHON, BenchError
+from .processes import BenchError
 from .requests import VARIANTS, measure
 from .stats import percentile
 
@@ -197,20 +196,14 @@ async def _ws_push(ctx: Context) -> dict[str, Any]:
         )
         async with ctx.profiler.record("fast-ws-push"):
             before = ctx.cpu_sample()
-            child = await ctx.processes.start(
+            ratepub = await ctx.processes.run_module(
                 "ratepub",
-                PYTHON,
-                "-m",
-                "bench.ratepub",
                 str(ctx.broker_port),
                 str(PUSH_RATE),
                 str(PUSH_SECONDS),
                 topic,
-                pipes=True,
             )
-            output, _ = await child.process.communicate()
-            await ctx.processes.stop(child)
-            sent = int(json.loads(output)["sent"])
+            sent = int(ratepub["sent"])
             deadline = time.monotonic() + 10
             while len(latencies) < sent and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)

@@ -24,7 +24,7 @@ from yarl import URL
 
 from .context import Context
 from .ha import open_event_socket, open_socket, stop_reading
-from .processes import PYTHON, BenchError
+from .processes import BenchError
 
 BASE = "/api/v1/orchestration/cloudsyncmgr"
 APP_ID = "bench"
@@ -258,24 +258,9 @@ async def run_publisher(
     ctx: Context, count: int, tag: str, names: list[str]
 ) -> dict[str, float]:
     """Run ``bench.publisher`` (``names``: topics or ``--distinct N PREFIX``)."""
-    child = await ctx.processes.start(
-        "publisher",
-        PYTHON,
-        "-m",
-        "bench.publisher",
-        str(ctx.broker_port),
-        str(count),
-        tag,
-        *names,
-        pipes=True,
+    return await ctx.processes.run_module(
+        "publisher", str(ctx.broker_port), str(count), tag, *names
     )
-    output, _ = await child.process.communicate()
-    await ctx.processes.stop(child)
-    if child.process.returncode != 0:
-        msg = f"publisher failed ({child.process.returncode}): {output!r}"
-        raise BenchError(msg)
-    summary: dict[str, float] = json.loads(output)
-    return summary
 
 
 async def wait_for(tap: EventTap, count: int) -> None:

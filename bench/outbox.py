@@ -35,7 +35,7 @@ import aiohttp
 from .context import Context
 from .ha import open_event_socket, stop_reading
 from .load import new_session, warm_up
-from .processes import PYTHON, BenchError
+from .processes import BenchError
 from .requests import CLOUDSYNC_PUBLISH
 from .stats import percentile
 
@@ -212,23 +212,9 @@ async def _wait_state(ctx: Context, entity_id: str, state: str, timeout: float) 
 async def _raw_paho(ctx: Context, label: str, count: int) -> dict[str, Any]:
     """Publish ``count`` QoS 1 messages with raw paho; return its rate and deliveries."""
     topic = f"bench/out/outbox/{label}-raw"
-    child = await ctx.processes.start(
-        "rawpub",
-        PYTHON,
-        "-m",
-        "bench.rawpub",
-        str(ctx.broker_port),
-        str(count),
-        topic,
-        str(WINDOW),
-        pipes=True,
+    summary = await ctx.processes.run_module(
+        "rawpub", str(ctx.broker_port), str(count), topic, str(WINDOW)
     )
-    output, _ = await child.process.communicate()
-    await ctx.processes.stop(child)
-    if child.process.returncode != 0:
-        msg = f"bench.rawpub failed ({child.process.returncode}): {output!r}"
-        raise BenchError(msg)
-    summary: dict[str, Any] = json.loads(output)
     report = await ctx.counter.report(topic, count, 30)
     seconds = report["last_at"] - summary["start"]
     return {

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 from dataclasses import dataclass, field
+import json
 import os
 from pathlib import Path
 import shutil
@@ -18,7 +19,7 @@ import signal
 import socket
 import sys
 import time
-from typing import IO
+from typing import IO, Any
 
 HOST = "127.0.0.1"
 PYTHON = sys.executable
@@ -135,6 +136,22 @@ class Processes:
                 await process.wait()
         if child.log_file is not None:
             child.log_file.close()
+
+    async def run_module(self, module: str, *args: str) -> dict[str, Any]:
+        """Run ``python -m bench.<module> args`` to its end; return the JSON it prints.
+
+        A non-zero exit is a BenchError carrying what the module printed.
+        """
+        child = await self.start(
+            module, PYTHON, "-m", f"bench.{module}", *args, pipes=True
+        )
+        output, _ = await child.process.communicate()
+        await self.stop(child)
+        if child.process.returncode != 0:
+            msg = f"bench.{module} failed ({child.process.returncode}): {output!r}"
+            raise BenchError(msg)
+        result: dict[str, Any] = json.loads(output)
+        return result
 
     async def stop_all(self) -> None:
         """Stop every child still running, newest first."""
