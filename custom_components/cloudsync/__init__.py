@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryError
@@ -12,6 +14,7 @@ from homeassistant.helpers.typing import ConfigType
 from .broker import CloudSyncBroker
 from .client import (
     BrokerAuthError,
+    BrokerConfig,
     BrokerConnection,
     BrokerTimeoutError,
     BrokerUnreachableError,
@@ -44,6 +47,8 @@ from .lifecycle import (
     async_watch_certificates,
     async_watch_takeover,
 )
+from .mirror import Mirror
+from .mirror_config import MirrorConfig, MirrorConfigError, mirror_config, mirror_data
 from .models import CloudSyncConfigEntry, entry_task_factory
 from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
 from .registry import (
@@ -71,6 +76,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
     """Connect to the broker and set up its entities."""
     config = broker_config(entry.data, entry.options)
     url = str(config.url)
+    if (mirror_settings := _mirror_settings(entry, config)) is not None:
+        # The broker says "offline" on the mirror's status topic if the link is lost.
+        config = replace(config, will=mirror_settings.will)
     try:
         ssl_context = (
             await hass.async_add_executor_job(build_ssl_context, config)
@@ -108,6 +116,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
     )
 
     async def _async_shutdown(_event: Event | None = None) -> None:
+        if broker.mirror is not None:
+            await broker.mirror.async_stop()  # its last states and "offline" first
         await broker.async_close()
 
     # Registered first: HA runs it also when the setup fails below.
@@ -141,7 +151,33 @@ async def async_setup_entry(hass: HomeAssistant, entry: CloudSyncConfigEntry) ->
     )
     entry.async_on_unload(entry.add_update_listener(_async_reload))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    if mirror_settings is not None:
+        broker.mirror = Mirror(
+            hass,
+            broker,
+            mirror_settings,
+            lambda coro, name: entry.async_create_task(
+                hass, coro, name, eager_start=False
+            ),
+        )
+        broker.mirror.async_start()
     return True
+
+
+def _mirror_settings(
+    entry: CloudSyncConfigEntry, config: BrokerConfig
+) -> MirrorConfig | None:
+    """Return the entry's checked mirror, None without one; refuse a broken one."""
+    if (data := mirror_data(entry.subentries)) is None:
+        return None
+    try:
+        return mirror_config(data, config.profile)
+    except MirrorConfigError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_mirror",
+            translation_placeholders={"url": str(config.url), "error": str(err)},
+        ) from err
 
 
 @callback

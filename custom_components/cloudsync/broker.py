@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceInfo
@@ -54,6 +54,9 @@ from .registry import (
     Subscription,
     SubscriptionRegistry,
 )
+
+if TYPE_CHECKING:
+    from .mirror import Mirror
 
 type SubscriptionListener = Callable[[Subscription, bool], None]
 
@@ -118,6 +121,7 @@ class CloudSyncBroker:
         self._connection = connection
         self._outbox = outbox
         self._registry = registry
+        self.mirror: Mirror | None = None  # set up after the link (mirror.py)
         self._hub = hub
         self._lock = asyncio.Lock()
         self._subscribing: str | None = None  # the filter a SUBSCRIBE is out for

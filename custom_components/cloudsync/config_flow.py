@@ -10,6 +10,7 @@ from homeassistant.config_entries import (
     ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentryFlow,
     OptionsFlow,
 )
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
@@ -53,6 +54,7 @@ from .flow_schemas import (
     USER_SCHEMA,
     options_schema,
 )
+from .mirror_flow import SUBENTRY_FLOWS
 from .outbox import async_discard_queue, async_queued_count, max_age_hours
 from .probe import async_validate
 
@@ -119,6 +121,15 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> CloudSyncOptionsFlow:
         """Return the options flow."""
         return CloudSyncOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls,
+        config_entry: ConfigEntry,  # noqa: ARG003 - HA's signature
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Return the subentries a broker can have: its mirror."""
+        return SUBENTRY_FLOWS
 
     async def async_step_user(
         self, user_input: dict[str, Any] | None = None

@@ -30,4 +30,6 @@ async def async_get_config_entry_diagnostics(
     }
     if entry.state is ConfigEntryState.LOADED:
         diagnostics |= entry.runtime_data.diagnostics()
+        if (mirror := entry.runtime_data.mirror) is not None:
+            diagnostics["mirror"] = mirror.as_diagnostics()
     return diagnostics

@@ -6,6 +6,7 @@ from .config import (
     BrokerConfig,
     BrokerUrl,
     Protocol,
+    Will,
     parse_broker_url,
 )
 from .connection import (
@@ -112,6 +113,7 @@ __all__ = [
     "SubscriptionRefusedError",
     "TaskFactory",
     "UnknownHostError",
+    "Will",
     "build_ssl_context",
     "certificate_expiry",
     "certificate_to_pem",

@@ -89,6 +89,16 @@ def parse_broker_url(text: str) -> BrokerUrl:
     return BrokerUrl(host=host, port=port, tls=tls)
 
 
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The message the broker publishes for us when the link ends without DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerConfig:
     """Everything needed to connect to one broker; certificates are PEM text."""
@@ -107,6 +117,7 @@ class BrokerConfig:
     keepalive: int = 60
     protocol: Protocol = Protocol.MQTTV311
     profile: ProfileLimits = GENERIC
+    will: Will | None = None
 
     @property
     def url(self) -> BrokerUrl:

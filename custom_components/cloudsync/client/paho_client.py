@@ -60,6 +60,8 @@ def create_client(
         mqttc.username_pw_set(config.username, config.password)
     if config.tls:
         mqttc.tls_set_context(ssl_context)
+    if (will := config.will) is not None:
+        mqttc.will_set(will.topic, will.payload, will.qos, retain=will.retain)
     return mqttc
 
 
