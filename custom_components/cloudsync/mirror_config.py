@@ -6,14 +6,14 @@ the subentry's data into a checked ``MirrorConfig`` for the flow and for setup a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+import fnmatch
+from functools import lru_cache
 import re
 import string
 from typing import Any, Final
-
-from homeassistant.helpers.entityfilter import generate_filter
 
 from .client import CloudSyncError, ProfileLimits, Will, validate_topic
 from .const import CONF_QOS, CONF_RETAIN
@@ -44,6 +44,7 @@ MAX_MIN_INTERVAL: Final = 86_400
 STATUS_ONLINE: Final = b"online"
 STATUS_OFFLINE: Final = b"offline"
 TEMPLATE_FIELDS: Final = frozenset({"base", "domain", "object_id", "entity_id"})
+_FILTER_CACHE: Final = 16_384  # entity ids whose answer is kept
 _DOMAIN = re.compile(r"^[a-z0-9_]+$")
 # A made-up entity to check what a template makes of one.
 _SAMPLE = {"domain": "sensor", "object_id": "example", "entity_id": "sensor.example"}
@@ -95,16 +96,33 @@ class MirrorConfig:
         """Return the last will that says ``offline`` when the link is lost."""
         return Will(self.status_topic, STATUS_OFFLINE, self.qos, retain=True)
 
-    def entity_filter(self) -> Any:
-        """Return HA's entity filter for the includes and exclusions (cached per id)."""
-        return generate_filter(
-            list(self.include_domains),
-            list(self.include_entities),
-            list(self.exclude_domains),
-            list(self.exclude_entities),
-            list(self.include_globs),
-            list(self.exclude_globs),
-        )
+    def entity_filter(self) -> Callable[[str], bool]:
+        """Return whether an entity id is mirrored (answers cached per id).
+
+        A picked entity always is; otherwise one of the chosen domains or patterns
+        must match, and no exception (entity, domain or pattern).
+        """
+        picked = frozenset(self.include_entities)
+        domains = frozenset(self.include_domains)
+        globs = _globs(self.include_globs)
+        excluded = frozenset(self.exclude_entities)
+        excluded_domains = frozenset(self.exclude_domains)
+        excluded_globs = _globs(self.exclude_globs)
+
+        @lru_cache(maxsize=_FILTER_CACHE)
+        def wanted(entity_id: str) -> bool:
+            if entity_id in picked:
+                return True
+            domain = entity_id.partition(".")[0]
+            if not (domain in domains or (globs and globs.match(entity_id))):
+                return False
+            return not (
+                entity_id in excluded
+                or domain in excluded_domains
+                or (excluded_globs and excluded_globs.match(entity_id))
+            )
+
+        return wanted
 
     def topic_for(self, entity_id: str) -> str:
         """Return the topic an entity's state goes to."""
@@ -115,6 +133,13 @@ class MirrorConfig:
             object_id=object_id,
             entity_id=entity_id,
         )
+
+
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Return one pattern matching any of the globs (None for none)."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in patterns))
 
 
 def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
