@@ -79,8 +79,12 @@ async def test_form_refuses_what_cannot_work(
     result = await _configure(hass, result["flow_id"], **changes)
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == errors
-    assert result["description_placeholders"]["error"]
+    # The detail of a field's mistake is shown; the banner says it all for the rest.
+    assert bool(result["description_placeholders"]["error"]) == ("base" not in errors)
     assert not entry.subentries
+    # Shown again as the user gave it; QoS as the select offers it (text, not 1).
+    qos = next(key for key in result["data_schema"].schema if str(key) == "qos")
+    assert qos.description["suggested_value"] == "1"
 
 
 async def test_aws_profile_refuses_qos_2(hass: HomeAssistant) -> None:
@@ -111,7 +115,7 @@ async def test_add_then_change_the_mirror(
     async with MqttSubscriber(plain_broker, "flat/home/sensor/flow_test/#") as sub:
         result = await _configure(hass, result["flow_id"])
         assert result["type"] is FlowResultType.CREATE_ENTRY
-        assert result["title"] == "Mirror to flat/home/…"
+        assert result["title"] == "Mirror to flat/home"
         await hass.async_block_till_done()
         assert (await sub.message()).payload == b"7"
     (subentry,) = entry.subentries.values()

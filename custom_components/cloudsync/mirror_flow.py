@@ -23,6 +23,7 @@ import voluptuous as vol
 from .const import CONF_QOS, CONF_RETAIN
 from .entry_data import broker_config
 from .mirror_config import (
+    BASE,
     CONF_BASE_TOPIC,
     CONF_EXCLUDE_ATTRIBUTES,
     CONF_EXCLUDE_DOMAINS,
@@ -157,9 +158,10 @@ class MirrorSubentryFlow(ConfigSubentryFlow):
                 config = mirror_config(user_input, broker_config(entry.data).profile)
             except MirrorConfigError as err:
                 errors[err.field] = err.key
-                placeholders["error"] = str(err)
+                if err.field != BASE or err.key == "profile_limit":
+                    placeholders["error"] = str(err)  # the detail the banner lacks
             else:
-                title = f"Mirror to {config.base_topic}/…"
+                title = f"Mirror to {config.base_topic}"
                 if step_id == "user":
                     return self.async_create_entry(title=title, data=user_input)
                 return self.async_update_and_abort(
@@ -169,9 +171,10 @@ class MirrorSubentryFlow(ConfigSubentryFlow):
                     data=user_input,
                 )
         domains = sorted({state.domain for state in self.hass.states.async_all()})
-        schema = self.add_suggested_values_to_schema(
-            mirror_schema(domains), user_input or current
-        )
+        shown = dict(user_input or current)
+        # The select offers QoS as text; the stored and validated value is a number.
+        shown[CONF_QOS] = str(shown.get(CONF_QOS, DEFAULT_MIRROR_QOS))
+        schema = self.add_suggested_values_to_schema(mirror_schema(domains), shown)
         return self.async_show_form(
             step_id=step_id,
             data_schema=schema,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
+import subprocess
 from typing import TYPE_CHECKING, Any
 
 from playwright.sync_api import expect
@@ -319,6 +321,50 @@ def test_reconfigure(
     _entry_row(page, plain).get_by_role("link", name="1 service").click()
     expect(_state(page, "Connected")).to_be_visible()
     expect(_state(page, "21.5")).to_be_visible()  # restored, and the broker is back
+
+
+def _retained(broker: Mosquitto, topic: str) -> str:
+    """Return the retained payload of ``topic`` on ``broker`` (mosquitto_sub)."""
+    result = subprocess.run(
+        [
+            shutil.which("mosquitto_sub") or "mosquitto_sub",
+            *broker.cli_args(),
+            "-t",
+            topic,
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_add_mirror(
+    page: Page, home_assistant: HomeAssistantServer, plain: Mosquitto, steps: Steps
+):
+    """Add a mirror to the plain broker from its menu: its states reach the broker."""
+    _open_cloudsync(page, home_assistant)
+    _entry_menu(page, plain, "Add mirror")
+    expect(page.get_by_text("Mirror Home Assistant to this broker")).to_be_visible()
+    expect(page.get_by_label("Base topic")).to_have_value("home")
+    page.get_by_label("Base topic").fill("ui-home")
+    page.get_by_role("button", name="Add entity ID patterns").click()
+    page.get_by_label("Entity ID patterns").first.fill("binary_sensor.*")
+    steps.shot("mirror", readme=True)
+    page.get_by_role("button", name="Submit").click()
+    expect(
+        page.get_by_text("Created configuration for Mirror to ui-home")
+    ).to_be_visible()
+    page.get_by_role("button", name="Finish").click()
+    expect(page.get_by_text("Mirror to ui-home", exact=True)).to_be_visible()
+    steps.shot("mirror-added")
+    assert _retained(plain, "ui-home/status") == "online"
+    connection = f"ui-home/binary_sensor/127_0_0_1_{plain.port}_connection/state"
+    assert _retained(plain, connection) == "on"
 
 
 def test_reauth_after_password_change(
