@@ -20,7 +20,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous as vol
 
-from custom_components.cloudsync import broker as broker_module, errors, services
+from custom_components.cloudsync import errors, publishing, services
 from custom_components.cloudsync.const import (
     CONF_PROTOCOL,
     CONF_QOS,
@@ -376,7 +376,7 @@ async def test_publish_timeout_is_queued(
     async with MqttSubscriber(broker, "frozen", qos=1) as sub:
         broker.pause()
         try:
-            with patch.object(broker_module, "ACK_TIMEOUT", 0.3):
+            with patch.object(publishing, "ACK_TIMEOUT", 0.3):
                 result = await _call(
                     hass, "publish", entry, response=True, topic="frozen", qos=1
                 )

@@ -12,6 +12,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from .broker import CloudSyncBroker
+from .cache import cache_limits
 from .client import (
     BrokerAuthError,
     BrokerConfig,
@@ -51,12 +52,7 @@ from .mirror import Mirror
 from .mirror_config import MirrorConfig, MirrorConfigError, mirror_config, mirror_data
 from .models import CloudSyncConfigEntry, entry_task_factory
 from .outbox import async_open_outbox, async_remove_outbox, outbox_limits
-from .registry import (
-    STORAGE_VERSION,
-    SubscriptionRegistry,
-    cache_limits,
-    storage_key,
-)
+from .registry import STORAGE_VERSION, SubscriptionRegistry, storage_key
 from .services import async_setup_services
 from .websocket import async_setup_websocket
 

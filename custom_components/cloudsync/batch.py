@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import voluptuous as vol
 
-from .broker import BatchMessage, Published
 from .const import MIB
 from .errors import HANDLED, BatchTooLargeError, error_code
 from .http_schemas import APPID, TOPIC, flag, plain_message, qos
 from .payload import ENCODING_UTF8, ENCODINGS, decode_payload
+from .publishing import BatchMessage, Published
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

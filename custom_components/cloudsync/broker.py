@@ -3,14 +3,15 @@
 REST views, actions, entities, events and diagnostics call only this object, which
 resolves the entry's option defaults once, keeps the subscriptions and latest data
 (``SubscriptionRegistry``), and talks to the broker through the client's connection and
-outbox.
+outbox. Its publishes are in publishing.py, its subscriptions in subscribing.py; here are
+its state, start and close, status, the latest data and the listeners.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +27,8 @@ from .client import (
     CloudSyncError,
     Listeners,
     MetricsSnapshot,
-    NotConnectedError,
     Outbox,
     OutboxStats,
-    OutgoingMessage,
     ReceivedMessage,
     is_wildcard,
     topic_matches,
@@ -37,23 +36,21 @@ from .client import (
     validate_topic,
 )
 from .const import (
-    ACK_TIMEOUT,
     CONF_APP_ISOLATION,
     CONF_QOS,
     CONF_RETAIN,
     DEFAULT_QOS,
     DEFAULT_RETAIN,
-    MAX_SUBSCRIPTIONS,
     signal_outbox,
 )
-from .errors import HANDLED, LimitReachedError
 from .hub import MessageHub
+from .publishing import PublishMixin
 from .registry import (
     LatestData,
-    SensorOptions,
     Subscription,
     SubscriptionRegistry,
 )
+from .subscribing import SubscribeMixin
 
 if TYPE_CHECKING:
     from .mirror import Mirror
@@ -61,40 +58,7 @@ if TYPE_CHECKING:
 type SubscriptionListener = Callable[[Subscription, bool], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """How a publish was taken: sent and acknowledged, or queued (with its id)."""
-
-    topic: str
-    id: str
-    queued: bool
-    qos: int
-    retain: bool
-    mid: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchMessage:
-    """One message of a batch publish; None takes the entry's option."""
-
-    app_id: str
-    topic: str
-    payload: bytes
-    qos: int | None = None
-    retain: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribed:
-    """A subscription made: whether the filter was new at the broker, at which QoS."""
-
-    topic_filter: str
-    qos: int
-    new_at_broker: bool
-    pending: bool = False  # the broker was down: it is sent when the link is back
-
-
-class CloudSyncBroker:
+class CloudSyncBroker(PublishMixin, SubscribeMixin):
     """One broker's publish, subscribe, latest data, listeners and status."""
 
     def __init__(  # noqa: PLR0913
@@ -208,151 +172,7 @@ class CloudSyncBroker:
         await self._registry.async_flush()
         await self._owners.async_flush()
 
-    # -- publish --------------------------------------------------------------------
-
-    async def async_publish(  # noqa: PLR0913
-        self,
-        app_id: str,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int | None = None,
-        retain: bool | None = None,
-        timeout: float | None = None,
-        principal: Principal = SYSTEM,
-    ) -> Published:
-        """Publish now, or queue durably when that cannot be done.
-
-        ``qos`` and ``retain`` default to the entry's options; a queued message whose
-        QoS was only the default goes at QoS 1.
-        """
-        qos_sent = self.default_qos if qos is None else qos
-        # The topic and the broker profile's limits, before anything is queued.
-        self._connection.check_publish(topic, payload, qos_sent)
-        self.check_app(principal, app_id)
-        retain = self.default_retain if retain is None else retain
-        result = await self._outbox.publish(
-            topic,
-            payload,
-            qos_sent,
-            retain=retain,
-            timeout=timeout or ACK_TIMEOUT,
-            qos_explicit=qos is not None,
-        )
-        return Published(
-            topic, result.id, result.queued, result.qos, retain, result.mid
-        )
-
-    async def async_publish_many(
-        self,
-        messages: Sequence[BatchMessage],
-        *,
-        timeout: float | None = None,
-        principal: Principal = SYSTEM,
-    ) -> list[Published | Exception]:
-        """Publish a batch in order, acks gathered once; a refused message fails alone."""
-        results: list[Published | Exception | None] = [None] * len(messages)
-        outgoing: list[OutgoingMessage] = []
-        places: list[int] = []
-        for index, message in enumerate(messages):
-            qos = self.default_qos if message.qos is None else message.qos
-            try:
-                self._connection.check_publish(message.topic, message.payload, qos)
-                self.check_app(principal, message.app_id)
-            except HANDLED as err:
-                results[index] = err
-                continue
-            outgoing.append(
-                OutgoingMessage(
-                    message.topic,
-                    message.payload,
-                    qos,
-                    self.default_retain if message.retain is None else message.retain,
-                    qos_explicit=message.qos is not None,
-                )
-            )
-            places.append(index)
-        sent = await self._outbox.publish_many(outgoing, timeout=timeout or ACK_TIMEOUT)
-        for index, item, result in zip(places, outgoing, sent, strict=True):
-            results[index] = (
-                result
-                if isinstance(result, Exception)
-                else Published(
-                    item.topic,
-                    result.id,
-                    result.queued,
-                    result.qos,
-                    item.retain,
-                    result.mid,
-                )
-            )
-        return [result for result in results if result is not None]
-
-    # -- subscriptions --------------------------------------------------------------
-
-    async def async_subscribe(  # noqa: PLR0913
-        self,
-        app_id: str,
-        topic_filter: str,
-        *,
-        qos: int | None = None,
-        sensor: SensorOptions | None = None,
-        timeout: float | None = None,
-        principal: Principal = SYSTEM,
-    ) -> Subscribed:
-        """Subscribe an app; the broker hears of it when the filter is new or higher QoS.
-
-        ``sensor`` replaces the filter's sensor options when given.
-        """
-        qos = self.default_qos if qos is None else qos
-        self._connection.check_subscribe(topic_filter, qos)
-        self.check_app(principal, app_id)
-        pending = False
-        async with self._lock:
-            existing = self._registry.subscriptions.get(topic_filter)
-            if existing is None and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
-                msg = f"this broker already has {MAX_SUBSCRIPTIONS} subscriptions"
-                raise LimitReachedError(msg)
-            if existing is None or qos > existing.qos:
-                # Retained messages may come right behind the SUBACK, before this
-                # coroutine resumes: _on_message keeps them for the filter meanwhile.
-                self._subscribing = topic_filter
-                try:
-                    await self._connection.subscribe(
-                        topic_filter, qos, timeout=timeout or ACK_TIMEOUT
-                    )
-                except NotConnectedError:
-                    # Recorded now, sent with the resubscription on the next CONNACK.
-                    self._connection.track(topic_filter, qos)
-                    pending = True
-                finally:
-                    self._subscribing = None
-            subscription = self._registry.add_app(app_id, topic_filter, qos, sensor)
-        self._subscription_changes.notify((subscription, True))
-        return Subscribed(
-            topic_filter, qos, new_at_broker=existing is None, pending=pending
-        )
-
-    async def async_unsubscribe(
-        self,
-        app_id: str,
-        topic_filter: str,
-        *,
-        timeout: float | None = None,
-        principal: Principal = SYSTEM,
-    ) -> bool:
-        """Remove an app; return True when the filter was unsubscribed at the broker."""
-        validate_filter(topic_filter)
-        self.check_app(principal, app_id)
-        async with self._lock:
-            subscription = self._registry.require(app_id, topic_filter)
-            if subscription.apps == {app_id} and topic_filter not in self._hub.filters:
-                await self._connection.unsubscribe(
-                    topic_filter, timeout=timeout or ACK_TIMEOUT
-                )
-            self._registry.remove_app(app_id, topic_filter)
-        self._subscription_changes.notify((subscription, False))
-        return topic_filter not in self._registry.subscriptions
+    # -- apps and latest data -------------------------------------------------------
 
     def check_app(self, principal: Principal, app_id: str) -> None:
         """Refuse another user's app id while app isolation is on (else claim it)."""
@@ -372,26 +192,6 @@ class CloudSyncBroker:
         (validate_filter if is_wildcard(topic) else validate_topic)(topic)
         self.check_app(principal, app_id)
         return self._registry.latest_for_app(app_id, topic, isolated=self.isolated)
-
-    async def async_listen(self, topic_filter: str, qos: int) -> None:
-        """Have the broker send a filter an automation listens to (see MessageHub)."""
-        async with self._lock:
-            if qos <= self._tracked_qos(topic_filter):
-                return
-            try:
-                await self._connection.subscribe(topic_filter, qos, timeout=ACK_TIMEOUT)
-            except NotConnectedError:
-                self._connection.track(topic_filter, qos)  # sent on the next CONNACK
-
-    async def async_stop_listening(self, topic_filter: str) -> None:
-        """Unsubscribe a filter no automation listens to any more, unless an app does."""
-        async with self._lock:
-            if topic_filter not in self._registry.subscriptions:
-                await self._connection.unsubscribe(topic_filter, timeout=ACK_TIMEOUT)
-
-    def _tracked_qos(self, topic_filter: str) -> int:
-        """Return the QoS the broker sends a filter at (-1 when it is not subscribed)."""
-        return self._connection.subscriptions.get(topic_filter, -1)
 
     def was_evicted(self, topic: str) -> bool:
         """Return True when a topic's data was dropped to keep the cache's caps."""

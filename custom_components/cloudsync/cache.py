@@ -9,9 +9,18 @@ be told its data was evicted rather than that none ever came.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .const import (
+    CONF_CACHE,
+    CONF_MAX_SIZE,
+    CONF_MAX_TOPICS,
+    DEFAULT_CACHE_MAX_SIZE,
+    DEFAULT_CACHE_MAX_TOPICS,
+    MIB,
+)
 
 if TYPE_CHECKING:
     from .registry import LatestData
@@ -84,3 +93,14 @@ class LatestCache:
 def _size(data: LatestData) -> int:
     """Return the bytes a message holds (payload and topic; the rest is fixed)."""
     return len(data.payload) + len(data.topic)
+
+
+def cache_limits(options: Mapping[str, Any]) -> CacheLimits:
+    """Return the latest-data cache's caps an entry's options set."""
+    settings: Mapping[str, Any] = options.get(CONF_CACHE, {})
+    return CacheLimits(
+        max_topics=int(settings.get(CONF_MAX_TOPICS, DEFAULT_CACHE_MAX_TOPICS)),
+        max_bytes=round(
+            float(settings.get(CONF_MAX_SIZE, DEFAULT_CACHE_MAX_SIZE)) * MIB
+        ),
+    )

@@ -17,18 +17,12 @@ from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import callback
 
 from .certificates import async_tls_data
-from .client import (
-    new_client_id,
-    parse_broker_url,
-)
+from .client import parse_broker_url
 from .const import (
     CONF_APP_ISOLATION,
     CONF_CACHE,
-    CONF_CLIENT_ID,
     CONF_MAX_AGE,
     CONF_OUTBOX,
-    CONF_PROFILE,
-    CONF_PROTOCOL,
     CONF_QOS,
     CONF_QUEUED_MESSAGES,
     CONF_URL,
@@ -38,13 +32,14 @@ from .const import (
     ENTRY_MINOR_VERSION,
     ENTRY_VERSION,
 )
-from .entry_data import default_title, profile_of, reconfigured_title
-from .flow_profiles import (
-    certificate_errors,
-    connection_errors,
-    options_errors,
-    profile_url,
+from .entry_data import (
+    connection_data,
+    credentials,
+    default_title,
+    keep_password,
+    reconfigured_title,
 )
+from .flow_profiles import certificate_errors, form_url, options_errors
 from .flow_schemas import (
     QUEUE_DISCARD,
     QUEUE_SCHEMA,
@@ -60,39 +55,6 @@ from .probe import async_validate
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-
-def _credentials(user_input: Mapping[str, Any]) -> dict[str, str]:
-    """Return the username and password the form was given, leaving out empty ones."""
-    return {
-        key: user_input[key]
-        for key in (CONF_USERNAME, CONF_PASSWORD)
-        if user_input.get(key)
-    }
-
-
-def _connection_data(url: str, user_input: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the entry data of the user form; generate a client id when none is given."""
-    client_id = user_input.get(CONF_CLIENT_ID, "").strip()
-    return {
-        CONF_URL: url,
-        CONF_CLIENT_ID: client_id or new_client_id(),
-        CONF_PROTOCOL: user_input[CONF_PROTOCOL],
-        CONF_PROFILE: profile_of(user_input).value,
-        **_credentials(user_input),
-    }
-
-
-def _url(user_input: Mapping[str, Any], errors: dict[str, str]) -> str | None:
-    """Return the normalized broker URL the form was given, or note the error."""
-    try:
-        url = parse_broker_url(profile_url(user_input))
-    except ValueError:
-        errors[CONF_URL] = "invalid_url"
-        return None
-    data = {**user_input, CONF_CLIENT_ID: user_input.get(CONF_CLIENT_ID, "")}
-    errors.update(connection_errors(data, tls=url.tls))
-    return None if errors else str(url)
 
 
 _RELOAD_STATES = (ConfigEntryState.SETUP_ERROR, ConfigEntryState.SETUP_RETRY)
@@ -136,11 +98,11 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Ask for the broker URL and credentials."""
         errors: dict[str, str] = {}
-        if user_input is not None and (url := _url(user_input, errors)):
+        if user_input is not None and (url := form_url(user_input, errors)):
             # A flow left open at the TLS step (a closed tab) must not block a new one.
             await self.async_set_unique_id(url, raise_on_progress=False)
             self._abort_if_unique_id_configured()
-            self._data = _connection_data(url, user_input)
+            self._data = connection_data(url, user_input)
             return await self._async_connect("user", user_input)
         return self._async_show_user_form("user", user_input, errors)
 
@@ -150,9 +112,8 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         """Change the broker URL, credentials, client id or protocol."""
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
-        if user_input is not None and (url := _url(user_input, errors)):
-            self._data = _connection_data(url, user_input)
-            self._keep_password(entry.data)
+        if user_input is not None and (url := form_url(user_input, errors)):
+            self._data = keep_password(connection_data(url, user_input), entry.data)
             self._user_input = user_input
             if url != entry.unique_id:
                 await self.async_set_unique_id(url)
@@ -221,7 +182,7 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
                 k: v
                 for k, v in entry.data.items()
                 if k not in (CONF_USERNAME, CONF_PASSWORD)
-            } | _credentials(user_input)
+            } | credentials(user_input)
             if not (error := await async_validate(self.hass, data)):
                 # Reloads too: an entry whose setup failed has no update listener.
                 return self.async_update_reload_and_abort(entry, data=data)
@@ -234,12 +195,6 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
             description_placeholders={CONF_URL: entry.data[CONF_URL]},
             errors=errors,
         )
-
-    def _keep_password(self, stored: Mapping[str, Any]) -> None:
-        """Keep the stored password when the form left it empty for the same user."""
-        same_user = self._data.get(CONF_USERNAME) == stored.get(CONF_USERNAME)
-        if same_user and CONF_PASSWORD not in self._data and CONF_PASSWORD in stored:
-            self._data[CONF_PASSWORD] = stored[CONF_PASSWORD]
 
     async def _async_connect(
         self, step_id: str, user_input: dict[str, Any]

@@ -1,4 +1,4 @@
-"""The broker configuration a config entry's data and options describe."""
+"""Config entry data: the BrokerConfig it describes, and what the user form makes of it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .client import (
     BrokerConfig,
     Profile,
     Protocol,
+    new_client_id,
     parse_broker_url,
 )
 from .const import (
@@ -75,3 +76,32 @@ def reconfigured_title(title: str, old_url: str, new_url: str) -> str:
     """Return the title after a URL change: a name the user chose stays."""
     defaults = {default_title(old_url), old_url.partition("://")[2]}  # and the old form
     return default_title(new_url) if title in defaults else title
+
+
+def credentials(user_input: Mapping[str, Any]) -> dict[str, str]:
+    """Return the username and password the form was given, leaving out empty ones."""
+    return {
+        key: user_input[key]
+        for key in (CONF_USERNAME, CONF_PASSWORD)
+        if user_input.get(key)
+    }
+
+
+def connection_data(url: str, user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the entry data of the user form; generate a client id when none is given."""
+    client_id = user_input.get(CONF_CLIENT_ID, "").strip()
+    return {
+        CONF_URL: url,
+        CONF_CLIENT_ID: client_id or new_client_id(),
+        CONF_PROTOCOL: user_input[CONF_PROTOCOL],
+        CONF_PROFILE: profile_of(user_input).value,
+        **credentials(user_input),
+    }
+
+
+def keep_password(data: dict[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep the stored password when the form left it empty for the same user."""
+    same_user = data.get(CONF_USERNAME) == stored.get(CONF_USERNAME)
+    if same_user and CONF_PASSWORD not in data and CONF_PASSWORD in stored:
+        data[CONF_PASSWORD] = stored[CONF_PASSWORD]
+    return data

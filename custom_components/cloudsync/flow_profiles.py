@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .client import PROFILES, Profile, ProfileLimitError
+from .client import PROFILES, Profile, ProfileLimitError, parse_broker_url
 from .const import (
     CONF_CA_CERT,
     CONF_CLIENT_CERT,
@@ -29,6 +29,18 @@ def profile_url(user_input: Mapping[str, Any]) -> str:
     if profile_of(user_input) in _CERTIFICATE_PROFILES and "://" not in text:
         return f"mqtts://{text}"
     return text
+
+
+def form_url(user_input: Mapping[str, Any], errors: dict[str, str]) -> str | None:
+    """Return the normalized broker URL the form was given, or note the error."""
+    try:
+        url = parse_broker_url(profile_url(user_input))
+    except ValueError:
+        errors[CONF_URL] = "invalid_url"
+        return None
+    data = {**user_input, CONF_CLIENT_ID: user_input.get(CONF_CLIENT_ID, "")}
+    errors.update(connection_errors(data, tls=url.tls))
+    return None if errors else str(url)
 
 
 def connection_errors(data: Mapping[str, Any], *, tls: bool) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Same paths and ``Message`` replies as edge-home-orchestration's CloudSync, with real status
 codes. The views authenticate themselves (``requires_auth = False``) so that the seed's
 secure-mode header, the raw token without ``Bearer``, works next to HA's own forms; every
-failure leaves through ``_api`` as JSON ``{"Message": ..., "error": ...}``.
+failure leaves through ``_api`` as JSON ``{"Message": ..., "error": ...}``. The replies
+are built in http_replies.py.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from typing import TYPE_CHECKING, Any, Concatenate, Final
 
 from aiohttp import web
 from homeassistant.components.http.ban import process_wrong_login
-from homeassistant.const import CONTENT_TYPE_JSON
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
-from homeassistant.helpers.json import json_bytes
 from homeassistant.util.json import json_loads
 import voluptuous as vol
 
 from .apps import LOCAL, Principal
-from .batch import async_publish_batch, counts, parse_messages
+from .batch import async_publish_batch, parse_messages
 from .errors import (
     HANDLED,
     AmbiguousBrokerError,
@@ -30,10 +29,18 @@ from .errors import (
     InvalidPathError,
     RequestTooLargeError,
     UnknownBrokerError,
-    error_code,
-    error_kind,
 )
 from .http_auth import Caller, async_authenticate, check_local_allowed
+from .http_replies import (
+    Reply,
+    batch_reply,
+    data_reply,
+    error_reply,
+    json_response,
+    published_reply,
+    subscribed_reply,
+    unsubscribed_reply,
+)
 from .http_schemas import (
     APPID,
     PUBLISH_BATCH_SCHEMA,
@@ -46,7 +53,6 @@ from .http_schemas import (
 )
 from .lookup import broker_by_url
 from .payload import decode_payload
-from .registry import latest_reply
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -55,7 +61,6 @@ if TYPE_CHECKING:
 
 BASE_URL: Final = "/api/v1/orchestration/cloudsyncmgr"
 _CALLER: Final = "cloudsync_caller"
-COMPRESS_ABOVE: Final = 1024
 GET_FORMS: Final = (
     f"{BASE_URL}/getsubscribedata/<topic>/<appid> or "
     f"{BASE_URL}/getsubscribedata/<host>/<topic>/<appid>, "
@@ -63,11 +68,8 @@ GET_FORMS: Final = (
 )
 
 
-type _Reply = dict[str, Any] | tuple[dict[str, Any], HTTPStatus]
-
-
 def _api[V: HomeAssistantView, **P](
-    func: Callable[Concatenate[V, web.Request, P], Awaitable[_Reply]],
+    func: Callable[Concatenate[V, web.Request, P], Awaitable[Reply]],
 ) -> Callable[Concatenate[V, web.Request, P], Coroutine[Any, Any, web.Response]]:
     """Authenticate, run the handler and turn every known error into a JSON reply.
 
@@ -82,33 +84,15 @@ def _api[V: HomeAssistantView, **P](
             request[_CALLER] = async_authenticate(request.app[KEY_HASS], request)
             reply = await func(view, request, *args, **kwargs)
             if isinstance(reply, tuple):
-                return _json_response(*reply)
-            return _json_response(reply)
+                return json_response(*reply)
+            return json_response(reply)
         except HANDLED as err:
-            status = error_kind(err).status
+            body, status = error_reply(err)
             if status is HTTPStatus.UNAUTHORIZED:
                 await process_wrong_login(request)  # HA's failed-login log and IP ban
-            return _json_response(
-                {"Message": str(err), "error": error_code(err)}, status
-            )
+            return json_response(body, status)
 
     return handler
-
-
-def _json_response(
-    body: dict[str, Any], status: HTTPStatus = HTTPStatus.OK
-) -> web.Response:
-    """Return a JSON response, compressed only when big enough to gain from it.
-
-    HomeAssistantView.json() always compresses; for the short replies of publish and
-    subscribe that zlib call costs more than the bytes it saves.
-    """
-    response = web.Response(
-        body=json_bytes(body), content_type=CONTENT_TYPE_JSON, status=int(status)
-    )
-    if response.content_length and response.content_length > COMPRESS_ABOVE:
-        response.enable_compression()
-    return response
 
 
 async def _async_body(
@@ -136,14 +120,6 @@ async def _async_body(
         return result
     validated: dict[str, Any] = schema(data)
     return validated
-
-
-def _data_reply(broker: CloudSyncBroker, topic: str, data: Any) -> dict[str, Any]:
-    """Return the GET reply: the payload as text, or base64 when it is not UTF-8."""
-    reply = latest_reply(
-        topic, data, evicted=data is None and broker.was_evicted(topic)
-    )
-    return {"Message": reply.pop("payload") or "", "broker": str(broker.url), **reply}
 
 
 def _principal(request: web.Request, broker: CloudSyncBroker) -> Principal:
@@ -179,7 +155,7 @@ class PublishView(CloudSyncView):
     name = "api:cloudsync:publish"
 
     @_api
-    async def post(self, request: web.Request) -> _Reply:
+    async def post(self, request: web.Request) -> Reply:
         """Answer 200 once the broker acknowledged it, or 202 once it is queued."""
         body, broker, principal = await _async_request(
             request, PUBLISH_SCHEMA, plain_publish
@@ -193,24 +169,7 @@ class PublishView(CloudSyncView):
             timeout=body["timeout"],
             principal=principal,
         )
-        url = str(broker.url)
-        reply = {
-            "broker": url,
-            "topic": published.topic,
-            "qos": published.qos,
-            "retain": published.retain,
-            "queued": published.queued,
-            "id": published.id,
-        }
-        if published.queued:
-            return {"Message": f"Data queued for Cloud {url}", **reply}, (
-                HTTPStatus.ACCEPTED
-            )
-        return {
-            "Message": f"Data published successfully to Cloud {url}",
-            **reply,
-            "mid": published.mid,
-        }
+        return published_reply(broker, published)
 
 
 class PublishBatchView(CloudSyncView):
@@ -220,7 +179,7 @@ class PublishBatchView(CloudSyncView):
     name = "api:cloudsync:publish:batch"
 
     @_api
-    async def post(self, request: web.Request) -> _Reply:
+    async def post(self, request: web.Request) -> Reply:
         """Answer 200 with each message's status once all are acked or queued."""
         body, broker, principal = await _async_request(request, PUBLISH_BATCH_SCHEMA)
         statuses = await async_publish_batch(
@@ -229,15 +188,7 @@ class PublishBatchView(CloudSyncView):
             timeout=body["timeout"],
             principal=principal,
         )
-        totals = counts(statuses)
-        url = str(broker.url)
-        return {
-            "Message": ", ".join(f"{n} {what}" for what, n in totals.items())
-            + f" for Cloud {url}",
-            "broker": url,
-            **totals,
-            "results": statuses,
-        }
+        return batch_reply(broker, statuses)
 
 
 class SubscribeView(CloudSyncView):
@@ -247,7 +198,7 @@ class SubscribeView(CloudSyncView):
     name = "api:cloudsync:subscribe"
 
     @_api
-    async def post(self, request: web.Request) -> _Reply:
+    async def post(self, request: web.Request) -> Reply:
         """Subscribe at the broker (when the filter is new) and remember the app.
 
         With the broker down the subscription is recorded and answered 202: it is
@@ -257,17 +208,7 @@ class SubscribeView(CloudSyncView):
         subscribed = await broker.async_subscribe(
             body["appid"], body["topic"], qos=body.get("qos"), principal=principal
         )
-        topic = subscribed.topic_filter
-        reply = {
-            "broker": str(broker.url),
-            "topic": topic,
-            "qos": subscribed.qos,
-            "new_at_broker": subscribed.new_at_broker,
-        }
-        if subscribed.pending:
-            message = f"Subscription to the topic {topic} recorded; sent when {broker.url} is back"
-            return {"Message": message, **reply, "pending": True}, HTTPStatus.ACCEPTED
-        return {"Message": f"Successfully subscribed to the topic {topic}", **reply}
+        return subscribed_reply(broker, subscribed)
 
 
 class UnsubscribeView(CloudSyncView):
@@ -282,12 +223,7 @@ class UnsubscribeView(CloudSyncView):
         body, broker, principal = await _async_request(request, UNSUBSCRIBE_SCHEMA)
         topic = body["topic"]
         gone = await broker.async_unsubscribe(body["appid"], topic, principal=principal)
-        return {
-            "Message": f"Successfully unsubscribed from the topic {topic}",
-            "broker": str(broker.url),
-            "topic": topic,
-            "unsubscribed_at_broker": gone,
-        }
+        return unsubscribed_reply(broker, topic, gone=gone)
 
 
 class SubscribeDataView(CloudSyncView):
@@ -323,7 +259,7 @@ class SubscribeDataView(CloudSyncView):
             msg = f"{err} (send each / inside a topic as %2F)"
             raise UnknownBrokerError(msg) from err
         principal = _principal(request, broker)
-        return _data_reply(broker, topic, broker.latest(appid, topic, principal))
+        return data_reply(broker, topic, broker.latest(appid, topic, principal))
 
 
 class SubscribeDataPathView(CloudSyncView):

@@ -7,7 +7,7 @@ restart. Talking to the broker is CloudSyncBroker's job, not this one's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
@@ -18,15 +18,7 @@ from homeassistant.util import dt as dt_util
 
 from .cache import CacheLimits, LatestCache
 from .client import FilterTrie, is_wildcard, topic_matches
-from .const import (
-    CONF_CACHE,
-    CONF_MAX_SIZE,
-    CONF_MAX_TOPICS,
-    DEFAULT_CACHE_MAX_SIZE,
-    DEFAULT_CACHE_MAX_TOPICS,
-    DOMAIN,
-    MIB,
-)
+from .const import DOMAIN
 from .errors import NotSubscribedError
 from .payload import encode_payload
 
@@ -291,17 +283,6 @@ def _stored(subscription: Subscription) -> _StoredSubscription:
     if options.device_class is not None:
         stored["device_class"] = options.device_class
     return stored
-
-
-def cache_limits(options: Mapping[str, Any]) -> CacheLimits:
-    """Return the latest-data cache's caps an entry's options set."""
-    settings: Mapping[str, Any] = options.get(CONF_CACHE, {})
-    return CacheLimits(
-        max_topics=int(settings.get(CONF_MAX_TOPICS, DEFAULT_CACHE_MAX_TOPICS)),
-        max_bytes=round(
-            float(settings.get(CONF_MAX_SIZE, DEFAULT_CACHE_MAX_SIZE)) * MIB
-        ),
-    )
 
 
 def storage_key(entry_id: str) -> str:

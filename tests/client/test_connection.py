@@ -320,7 +320,7 @@ async def test_tcp_nodelay_is_set(plain_broker: Mosquitto) -> None:
     connection = BrokerConnection(config_for(plain_broker))
     await connection.connect()
     try:
-        sock = connection._mqttc.socket()  # type: ignore[union-attr]
+        sock = connection._link.mqttc.socket()  # type: ignore[union-attr]
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         await connection.disconnect()
@@ -439,8 +439,8 @@ async def test_paho_callback_error_is_logged_not_raised(
     connection = BrokerConnection(config_for(plain_broker))
     await connection.connect()
     try:
-        mqttc = connection._mqttc
-        assert mqttc is not None
+        assert connection._link is not None
+        mqttc = connection._link.mqttc
         assert mqttc.suppress_exceptions
 
         def broken(*_args):

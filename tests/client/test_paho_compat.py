@@ -12,7 +12,7 @@ import pytest
 
 from custom_components.cloudsync.client import (
     Protocol,
-    connection as connection_module,
+    attempt as attempt_module,
     paho_compat,
 )
 
@@ -98,7 +98,7 @@ async def test_publish_acks_on_both_paths(
         installed.append(fast and paho_compat.install_fast_acks(mqttc))
         return installed[-1]
 
-    monkeypatch.setattr(connection_module, "install_fast_acks", install)
+    monkeypatch.setattr(attempt_module, "install_fast_acks", install)
     broker: Mosquitto = broker_factory()
     config = config_for(broker, pki)
     connection = Recorder().connection(replace(config, protocol=Protocol(protocol)))

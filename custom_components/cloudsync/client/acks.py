@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from .errors import BrokerRefusedError, BrokerTimeoutError, CloudSyncError
@@ -55,9 +57,21 @@ class AckTracker:
         else:
             future.set_result(reason)
 
-    def pop(self, mid: int) -> asyncio.Future[Any] | None:
-        """Stop tracking packet ``mid`` and return its future (None if unknown)."""
-        return self._pending.pop(mid, None)
+    def on_ack(
+        self,
+        _mqttc: mqtt.Client,
+        _userdata: Any,
+        mid: int,
+        reason: ReasonCode | list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        """Settle a PUBACK/PUBCOMP/UNSUBACK or a QoS 0 write (paho's on_publish)."""
+        self.resolve(mid, reason)
+
+    def answer(self, mid: int, reasons: list[ReasonCode]) -> None:
+        """Settle a subscribe with its SUBACK's codes; the caller judges failures."""
+        if (future := self._pending.pop(mid, None)) is not None and not future.done():
+            future.set_result(reasons)
 
     def fail_all(self, error: CloudSyncError) -> None:
         """Fail every future still waiting (the connection is gone)."""

@@ -6,18 +6,17 @@ socket from the loop. No paho thread is started. aiomqtt was not used: it connec
 loop's default executor instead of the injected one, reads one packet per readiness event,
 and has no reconnect or resubscribe of its own.
 
-Each connection attempt gets a fresh paho client, so nothing from a lost session is resent
-behind the caller's back: a publish waiting for its ack when the link drops fails with
-``NotConnectedError`` and the caller decides whether to retry.
+Each connection attempt (``Attempt``) gets a fresh paho client, so nothing from a lost
+session is resent behind the caller's back: a publish waiting for its ack when the link
+drops fails with ``NotConnectedError`` and the caller decides whether to retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 import logging
-import socket
 import ssl
 import time
 from types import MappingProxyType
@@ -28,26 +27,16 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from .acks import AckTracker
-from .bridge import SocketBridge
+from .attempt import MAX_PACKET_SIZE, Attempt, Connector, PahoCallbacks
 from .config import BrokerConfig
 from .errors import (
-    BrokerTimeoutError,
     CloudSyncError,
     NotConnectedError,
     PayloadTooLargeError,
     SubscriptionRefusedError,
 )
 from .metrics import ConnectionMetrics
-from .paho_client import (
-    PahoLog,
-    blocking_connect,
-    check_rc,
-    connack_error,
-    connect_error,
-    create_client,
-    handshake_error,
-)
-from .paho_compat import install_fast_acks, install_fast_messages
+from .paho_client import check_rc
 from .reconnect import Reconnector
 from .resubscribe import Resubscription
 from .runtime import (
@@ -60,13 +49,10 @@ from .runtime import (
 )
 from .takeover import TakeoverReporter
 from .throttle import Throttle
-from .tls import build_ssl_context
 from .topics import validate_filter, validate_topic
 
 _LOGGER = logging.getLogger(__name__)
 _PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
-
-MAX_PACKET_SIZE = 268_435_455
 
 type MessageListener = Callable[[ReceivedMessage], None]
 type ConnectionListener = Callable[[bool], None]
@@ -101,7 +87,6 @@ class BrokerConnection:
         self.config = config
         self.client_id = config.client_id or new_client_id()
         self._executor: Executor = executor or default_executor
-        self._ssl_context = ssl_context
         self._message_listeners = Listeners[ReceivedMessage](
             f"messages from {config.url}"
         )
@@ -111,10 +96,8 @@ class BrokerConnection:
         )
         if on_connection_change is not None:
             self._connection_listeners.add(on_connection_change)
-        self._connect_timeout = connect_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._mqttc: mqtt.Client | None = None
-        self._bridge: SocketBridge | None = None
+        self._link: Attempt | None = None  # the latest attempt, until torn down
         profile = config.profile
         self._reconnector = Reconnector(
             self._attempt,
@@ -127,7 +110,6 @@ class BrokerConnection:
         self._throttle = Throttle(profile.publish_rate, profile.byte_rate)
         self.metrics = ConnectionMetrics()
         self._takeover = TakeoverReporter(str(config.url), self.client_id)
-        self._ready: asyncio.Future[None] | None = None
         self._connected = False
         self._reported = False
         self._closing = False
@@ -137,7 +119,16 @@ class BrokerConnection:
             str(config.url), profile.max_filters_per_subscribe
         )
         self._acks = AckTracker(str(config.url))
-        self._paho_log = PahoLog(str(config.url))
+        callbacks = PahoCallbacks(
+            self._on_connect,
+            self._on_paho_message,
+            self._acks.on_ack,
+            self._on_suback,
+            self._on_disconnect,
+        )
+        self._connector = Connector(
+            config, self.client_id, ssl_context, connect_timeout, callbacks
+        )
         self.last_error: str | None = None
 
     @property
@@ -211,9 +202,7 @@ class BrokerConnection:
         """Connect once, raising a typed error; once connected, reconnect forever."""
         self._loop = asyncio.get_running_loop()
         self._closing = False
-        self.config.profile.check_connection(self.client_id, self.config.keepalive)
-        if self._ssl_context is None and self.config.tls:
-            self._ssl_context = await self._executor(build_ssl_context, self.config)
+        await self._connector.prepare(self._executor)
         await self._attempt()
         self._reconnector.enabled = True
 
@@ -224,7 +213,7 @@ class BrokerConnection:
 
     def reconnect(self, reason: str) -> None:
         """Drop a link that stopped answering and connect again."""
-        if self._mqttc is None or self._closing:
+        if self._link is None or self._closing:
             return
         _LOGGER.warning("Reconnecting to %s: %s", self.config.url, reason)
         self._teardown(reason)
@@ -234,9 +223,9 @@ class BrokerConnection:
         """Close the connection and stop reconnecting; safe to call twice."""
         self._closing = True
         await self._reconnector.stop()
-        if (mqttc := self._mqttc) is not None and self._connected:
-            mqttc.disconnect()
-            mqttc.loop_write()
+        if (link := self._link) is not None and self._connected:
+            link.mqttc.disconnect()
+            link.mqttc.loop_write()
         self._teardown("disconnected")
 
     async def publish(
@@ -319,9 +308,9 @@ class BrokerConnection:
     async def unsubscribe(self, topic_filter: str, *, timeout: float = 10.0) -> None:
         """Stop tracking a filter and unsubscribe at the broker when connected."""
         self._subscriptions.pop(topic_filter, None)
-        if not self._connected or self._mqttc is None:
+        if not self._connected or (link := self._link) is None:
             return
-        rc, mid = self._mqttc.unsubscribe(topic_filter)
+        rc, mid = link.mqttc.unsubscribe(topic_filter)
         mid = check_rc(rc, "unsubscribe", self.config, mid)
         await self._acks.wait(
             mid, self._expect(mid), timeout, f"unsubscribe from {topic_filter}"
@@ -332,80 +321,27 @@ class BrokerConnection:
     async def _attempt(self) -> None:
         """Make one connection attempt and wait until CONNACK and resubscription."""
         assert self._loop is not None  # noqa: S101
-        mqttc = self._new_client()
-        self._mqttc = mqttc
-        self._ready = ready = self._loop.create_future()
-        self._paho_log.connecting(active=True)
-        try:
-            await self._executor(blocking_connect, mqttc, self.config)
-        except OSError as err:  # ssl.SSLError and CertificateError are OSErrors too
-            raise self._fail(connect_error(self.config, err)) from err
-        if self._closing or mqttc is not self._mqttc:
-            self._close_socket(mqttc)
+        self._link = attempt = Attempt(self._loop, self._connector)
+        await self._recording(attempt.connect(self._executor))
+        if self._closing or attempt is not self._link:
+            attempt.close_socket()
             msg = "connection closed while connecting"
             raise NotConnectedError(msg)
-        self._watch_socket(mqttc)
+        await self._recording(attempt.wait(self._teardown))
+
+    async def _recording(self, step: Awaitable[None]) -> None:
+        """Await a step of an attempt; remember its error for diagnostics."""
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                await ready
-        except TimeoutError as err:
-            self._teardown("no CONNACK in time")
-            msg = f"{self.config.url} did not answer CONNECT in time"
-            raise self._fail(BrokerTimeoutError(msg)) from err
+            await step
         except CloudSyncError as err:
-            self._teardown(str(err))
-            raise self._fail(err) from None
-        finally:
-            self._paho_log.connecting(active=False)
-
-    def _fail(self, err: CloudSyncError) -> CloudSyncError:
-        """Remember an attempt's error for diagnostics and return it."""
-        self.last_error = str(err)
-        return err
-
-    def _new_client(self) -> mqtt.Client:
-        """Create a paho client for one attempt with our callbacks."""
-        mqttc = create_client(
-            self.config, self.client_id, self._ssl_context, self._connect_timeout
-        )
-        mqttc.on_log = self._paho_log.on_log
-        install_fast_acks(mqttc)
-        install_fast_messages(mqttc)
-        mqttc.on_connect = self._on_connect
-        mqttc.on_message = self._on_paho_message
-        mqttc.on_publish = self._on_ack
-        mqttc.on_subscribe = self._on_suback
-        mqttc.on_unsubscribe = self._on_ack
-        return mqttc
-
-    def _watch_socket(self, mqttc: mqtt.Client) -> None:
-        """Hand the connected socket to the event loop."""
-        assert self._loop is not None  # noqa: S101
-        sock = mqttc.socket()
-        if not isinstance(sock, socket.socket):
-            # paho closed it while sending CONNECT in the executor (e.g. a reset).
-            raise self._fail(
-                self._handshake_error("connection closed while connecting")
-            )
-        # Set only now: paho would call it from the executor thread during connect().
-        mqttc.on_disconnect = self._on_disconnect
-        self._bridge = SocketBridge(self._loop, mqttc)
-        self._bridge.start(sock)
-
-    def _close_socket(self, mqttc: mqtt.Client) -> None:
-        """Close a client's socket without paho's callbacks."""
-        mqttc.on_socket_close = None
-        if (sock := mqttc.socket()) is not None:
-            sock.close()
+            self.last_error = str(err)
+            raise
 
     def _teardown(self, reason: str) -> None:
         """Drop the current client, its socket and everything waiting on it."""
-        if (bridge := self._bridge) is not None:
-            self._bridge = None
-            bridge.stop()
-        if (mqttc := self._mqttc) is not None:
-            self._mqttc = None
-            self._close_socket(mqttc)
+        if (link := self._link) is not None:
+            self._link = None
+            link.close()
         self._resubscription.cancel()
         self._takeover.stop()
         self._acks.fail_all(
@@ -424,10 +360,9 @@ class BrokerConnection:
         properties: Properties | None,
     ) -> None:
         """Accept or refuse the session, then resubscribe every tracked filter."""
-        if mqttc is not self._mqttc:
+        if (link := self._link) is None or mqttc is not link.mqttc:
             return
-        if reason.is_failure:
-            self._resolve_ready(connack_error(self.config, reason))
+        if (max_packet := link.accept(reason, properties)) is None:
             return
         self._connected = True
         self.metrics.connects += 1
@@ -437,25 +372,15 @@ class BrokerConnection:
         # first, so once connected nothing is formatted per packet.
         mqttc.on_log = None
         mqttc.enable_logger(_PAHO_LOGGER)
-        limit = getattr(properties, "MaximumPacketSize", None)
-        self._max_packet = int(limit) if limit else MAX_PACKET_SIZE
+        self._max_packet = max_packet
         if self._resubscription.start(mqttc, self._subscriptions):
-            self._became_ready()
+            self._became_ready(link)
 
-    def _became_ready(self) -> None:
+    def _became_ready(self, link: Attempt) -> None:
         """Report the connection as up once resubscription finished."""
         self.last_error = None
-        self._resolve_ready(None)
+        link.resolve(None)
         self._set_connected(connected=True)
-
-    def _resolve_ready(self, error: CloudSyncError | None) -> None:
-        """Finish the pending connection attempt."""
-        if (ready := self._ready) is None or ready.done():
-            return
-        if error is None:
-            ready.set_result(None)
-        else:
-            ready.set_exception(error)
 
     def _on_disconnect(
         self,
@@ -466,19 +391,15 @@ class BrokerConnection:
         _properties: Properties | None,
     ) -> None:
         """Fail what waits on this connection and start reconnecting."""
-        if mqttc is not self._mqttc:
+        if (link := self._link) is None or mqttc is not link.mqttc:
             return
-        self._resolve_ready(self._handshake_error(reason))
+        link.resolve(link.handshake_error(reason))
         was_connected = self._connected
         self._teardown(f"lost ({reason})")
         if was_connected and not self._closing:
             _LOGGER.warning("Lost connection to %s: %s", self.config.url, reason)
             self._takeover.lost(reason, int(reason.value))
             self._reconnector.start(skip=self._takeover.watch.streak)
-
-    def _handshake_error(self, reason: ReasonCode | str) -> CloudSyncError:
-        """Explain a connection that closed before CONNACK."""
-        return handshake_error(self.config, self._paho_log.detail(reason))
 
     def _on_paho_message(
         self, _mqttc: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage
@@ -488,17 +409,6 @@ class BrokerConnection:
         self._message_listeners.notify(
             ReceivedMessage(msg.topic, msg.payload, msg.qos, msg.retain)
         )
-
-    def _on_ack(
-        self,
-        _mqttc: mqtt.Client,
-        _userdata: Any,
-        mid: int,
-        reason: ReasonCode | list[ReasonCode],
-        _properties: Properties | None,
-    ) -> None:
-        """Resolve the future waiting for a PUBACK/PUBCOMP/UNSUBACK (or a QoS 0 write)."""
-        self._acks.resolve(mid, reason)
 
     def _on_suback(
         self,
@@ -510,23 +420,24 @@ class BrokerConnection:
     ) -> None:
         """Resolve a subscribe, or account for one batch of the resubscription."""
         if not self._resubscription.owns(mid):
-            # A SUBACK's failure codes are the caller's to judge, not an error here.
-            if (future := self._acks.pop(mid)) is not None and not future.done():
-                future.set_result(reasons)
-            return
-        if self._resubscription.acknowledged(mid, reasons) and mqttc is self._mqttc:
-            self._became_ready()
+            self._acks.answer(mid, reasons)
+        elif (
+            self._resubscription.acknowledged(mid, reasons)
+            and (link := self._link) is not None
+            and mqttc is link.mqttc
+        ):
+            self._became_ready(link)
 
     # -- helpers ----------------------------------------------------------------
 
     def _require_connected(self) -> mqtt.Client:
         """Return the live paho client or raise NotConnectedError."""
-        if not self._connected or self._mqttc is None:
+        if not self._connected or self._link is None:
             msg = f"not connected to {self.config.url}"
             if self.last_error:
                 msg = f"{msg}: {self.last_error}"
             raise NotConnectedError(msg)
-        return self._mqttc
+        return self._link.mqttc
 
     def _expect(self, mid: int) -> asyncio.Future[Any]:
         """Return a future the broker's answer to packet ``mid`` resolves."""
