@@ -309,9 +309,9 @@ async def test_lost_link_publishes_the_last_will_then_a_snapshot(
     async with MqttSubscriber(plain_broker, "t7/#", qos=1) as sub:
         await _setup(hass, entry)
         assert len(await sub.messages(2)) == 2
-        mqttc = entry.runtime_data._connection._mqttc
-        assert mqttc is not None
-        sock = mqttc.socket()
+        link = entry.runtime_data._connection._link
+        assert link is not None
+        sock = link.mqttc.socket()
         assert isinstance(sock, socket.socket)
         sock.shutdown(socket.SHUT_RDWR)  # a dead link, as a NAT timeout would leave it
         got = await sub.messages(3, timeout=20)

@@ -11,7 +11,6 @@ from homeassistant.config_entries import (
     ConfigFlow,
     ConfigFlowResult,
     ConfigSubentryFlow,
-    OptionsFlow,
 )
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.core import callback
@@ -20,14 +19,9 @@ from .certificates import async_tls_data
 from .client import parse_broker_url
 from .const import (
     CONF_APP_ISOLATION,
-    CONF_CACHE,
-    CONF_MAX_AGE,
-    CONF_OUTBOX,
-    CONF_QOS,
     CONF_QUEUED_MESSAGES,
     CONF_URL,
     CONF_VERIFY_HOSTNAME,
-    DEFAULT_QOS,
     DOMAIN,
     ENTRY_MINOR_VERSION,
     ENTRY_VERSION,
@@ -39,7 +33,7 @@ from .entry_data import (
     keep_password,
     reconfigured_title,
 )
-from .flow_profiles import certificate_errors, form_url, options_errors
+from .flow_profiles import certificate_errors, form_url
 from .flow_schemas import (
     QUEUE_DISCARD,
     QUEUE_SCHEMA,
@@ -47,10 +41,10 @@ from .flow_schemas import (
     TLS_SCHEMA,
     URL_PLACEHOLDERS,
     USER_SCHEMA,
-    options_schema,
 )
 from .mirror_flow import SUBENTRY_FLOWS
-from .outbox import async_discard_queue, async_queued_count, max_age_hours
+from .options_flow import CloudSyncOptionsFlow
+from .outbox import async_discard_queue, async_queued_count
 from .probe import async_validate
 
 if TYPE_CHECKING:
@@ -72,9 +66,8 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
         self._user_input: dict[str, Any] = {}
         self._queued = 0
         self._discard_queue = False
-        self._kept_tls: dict[
-            str, Any
-        ] = {}  # uploads the broker refused, kept for a retry
+        # Uploads the broker refused, kept for a retry.
+        self._kept_tls: dict[str, Any] = {}
 
     @staticmethod
     @callback
@@ -274,32 +267,3 @@ class CloudSyncConfigFlow(ConfigFlow, domain=DOMAIN):
             # A loaded entry reloads through its update listener; these have none.
             self.hass.config_entries.async_schedule_reload(entry.entry_id)
         return self.async_abort(reason="reconfigure_successful")
-
-
-class CloudSyncOptionsFlow(OptionsFlow):
-    """Default QoS, retain flag, keepalive and the outbox caps of a broker."""
-
-    async def async_step_init(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Show and store the options."""
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            errors = options_errors(self.config_entry.data, user_input)
-            if not errors:
-                return self.async_create_entry(data=user_input)
-        options = user_input or self.config_entry.options
-        outbox = options.get(CONF_OUTBOX, {})
-        suggested = {
-            **options,
-            CONF_QOS: str(options.get(CONF_QOS, DEFAULT_QOS)),
-            CONF_OUTBOX: {**outbox, CONF_MAX_AGE: max_age_hours(outbox)},
-            CONF_CACHE: options.get(CONF_CACHE, {}),
-        }
-        return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(
-                options_schema(), suggested
-            ),
-            errors=errors,
-        )

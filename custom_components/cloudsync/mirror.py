@@ -26,10 +26,10 @@ from homeassistant.core import (
 )
 from homeassistant.helpers.json import json_bytes
 
-from .broker import BatchMessage, Published
 from .client import CloudSyncError
 from .const import LOGGER
 from .mirror_config import STATUS_OFFLINE, STATUS_ONLINE, MirrorConfig, MirrorPayload
+from .publishing import BatchMessage, Published
 
 if TYPE_CHECKING:
     from .broker import CloudSyncBroker
