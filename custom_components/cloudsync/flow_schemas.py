@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.const import CONF_PASSWORD, CONF_USERNAME
 from homeassistant.data_entry_flow import section
@@ -116,7 +116,7 @@ REAUTH_SCHEMA = vol.Schema(
 )
 
 
-def _box(
+def number_box(
     minimum: float, maximum: float, unit: str | None = None, step: float = 1
 ) -> vol.All:
     """Return a number box; whole steps are stored as int, fractional ones as float."""
@@ -130,7 +130,7 @@ def _box(
 
 def _count(maximum: int, unit: str | None = None) -> vol.All:
     """Return a whole-number box from 1 to ``maximum``."""
-    return _box(1, maximum, unit)
+    return number_box(1, maximum, unit)
 
 
 OUTBOX_FIELDS: dict[vol.Marker, Any] = {
@@ -149,20 +149,22 @@ OUTBOX_FIELDS: dict[vol.Marker, Any] = {
         1_000_000, "messages/s"
     ),
 }
-OPTIONS_FIELDS: dict[vol.Marker, Any] = {
-    vol.Required(CONF_QOS, default=str(DEFAULT_QOS)): vol.All(
-        SelectSelector(
-            SelectSelectorConfig(
-                options=["0", "1", "2"],
-                mode=SelectSelectorMode.DROPDOWN,
-                translation_key=CONF_QOS,
-            )
-        ),
-        vol.Coerce(int),
+# QoS offered as text (a select's values), stored as a number.
+QOS_SELECTOR: Final = vol.All(
+    SelectSelector(
+        SelectSelectorConfig(
+            options=["0", "1", "2"],
+            mode=SelectSelectorMode.DROPDOWN,
+            translation_key=CONF_QOS,
+        )
     ),
+    vol.Coerce(int),
+)
+OPTIONS_FIELDS: dict[vol.Marker, Any] = {
+    vol.Required(CONF_QOS, default=str(DEFAULT_QOS)): QOS_SELECTOR,
     vol.Required(CONF_RETAIN, default=DEFAULT_RETAIN): BooleanSelector(),
-    vol.Required(CONF_KEEPALIVE, default=DEFAULT_KEEPALIVE): _box(10, 3600, "s"),
-    vol.Required(CONF_STATE_INTERVAL, default=DEFAULT_STATE_INTERVAL): _box(
+    vol.Required(CONF_KEEPALIVE, default=DEFAULT_KEEPALIVE): number_box(10, 3600, "s"),
+    vol.Required(CONF_STATE_INTERVAL, default=DEFAULT_STATE_INTERVAL): number_box(
         0, 3600, "s", step=0.1
     ),
     vol.Required(CONF_TOPIC_SENSORS, default=DEFAULT_TOPIC_SENSORS): BooleanSelector(),

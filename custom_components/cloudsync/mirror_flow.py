@@ -9,9 +9,6 @@ from homeassistant.helpers.selector import (
     BooleanSelector,
     EntitySelector,
     EntitySelectorConfig,
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -22,6 +19,7 @@ import voluptuous as vol
 
 from .const import CONF_QOS, CONF_RETAIN
 from .entry_data import broker_config
+from .flow_schemas import QOS_SELECTOR, number_box
 from .mirror_config import (
     BASE,
     CONF_BASE_TOPIC,
@@ -86,28 +84,10 @@ def mirror_schema(domains: list[str]) -> vol.Schema:
             vol.Required(
                 CONF_TOPIC_TEMPLATE, default=DEFAULT_TOPIC_TEMPLATE
             ): TextSelector(),
-            vol.Required(CONF_QOS, default=str(DEFAULT_MIRROR_QOS)): vol.All(
-                SelectSelector(
-                    SelectSelectorConfig(
-                        options=["0", "1", "2"],
-                        mode=SelectSelectorMode.DROPDOWN,
-                        translation_key=CONF_QOS,
-                    )
-                ),
-                vol.Coerce(int),
-            ),
+            vol.Required(CONF_QOS, default=str(DEFAULT_MIRROR_QOS)): QOS_SELECTOR,
             vol.Required(CONF_RETAIN, default=DEFAULT_MIRROR_RETAIN): BooleanSelector(),
-            vol.Required(CONF_MIN_INTERVAL, default=0): vol.All(
-                NumberSelector(
-                    NumberSelectorConfig(
-                        min=0,
-                        max=MAX_MIN_INTERVAL,
-                        step=0.1,
-                        mode=NumberSelectorMode.BOX,
-                        unit_of_measurement="s",
-                    )
-                ),
-                vol.Coerce(float),
+            vol.Required(CONF_MIN_INTERVAL, default=0): number_box(
+                0, MAX_MIN_INTERVAL, "s", step=0.1
             ),
             vol.Required(CONF_LATEST_ONLY, default=False): BooleanSelector(),
         }
