@@ -1,0 +1,81 @@
+"""Bench only: many sensor states changed at an even pace, inside Home Assistant.
+
+scripts/bench links this next to cloudsync (``cloudsync_bench_states:`` in the
+configuration) for its mirror phase. ``cloudsync_bench_states.run`` sets
+``sensor.<prefix>_<n>`` for n < entities, ``rate`` times a second each for ``duration``
+seconds: every TICK a slice, change i going to entity ``i % entities`` with the value
+``start + i`` (so every change is distinct and the last value of each entity is known).
+It answers when done with the number of changes and how late the pacing ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+)
+import homeassistant.helpers.config_validation as cv
+from homeassistant.helpers.typing import ConfigType
+import voluptuous as vol
+
+DOMAIN = "cloudsync_bench_states"
+TICK = 0.01  # seconds between slices
+CONFIG_SCHEMA = cv.empty_config_schema(DOMAIN)
+RUN_SCHEMA = vol.Schema(
+    {
+        vol.Required("entities"): vol.All(vol.Coerce(int), vol.Range(min=1)),
+        vol.Required("rate"): vol.All(vol.Coerce(float), vol.Range(min=0.001)),
+        vol.Required("duration"): vol.All(vol.Coerce(float), vol.Range(min=0)),
+        vol.Required("prefix"): cv.slug,
+        vol.Optional("start", default=0): vol.Coerce(int),
+    }
+)
+
+
+async def async_setup(hass: HomeAssistant, _config: ConfigType) -> bool:
+    """Register the ``run`` action."""
+
+    async def run(call: ServiceCall) -> ServiceResponse:
+        return await _async_run(hass, **call.data)
+
+    hass.services.async_register(
+        DOMAIN, "run", run, RUN_SCHEMA, supports_response=SupportsResponse.ONLY
+    )
+    return True
+
+
+async def _async_run(  # noqa: PLR0913
+    hass: HomeAssistant,
+    *,
+    entities: int,
+    rate: float,
+    duration: float,
+    prefix: str,
+    start: int,
+) -> ServiceResponse:
+    """Make the changes, a slice every TICK; return what was done."""
+    entity_ids = [f"sensor.{prefix}_{n}" for n in range(entities)]
+    total = round(entities * rate * duration)
+    ticks = max(1, round(duration / TICK))
+    set_state = hass.states.async_set
+    loop = hass.loop
+    began = loop.time()
+    done = 0
+    late = 0.0
+    for tick in range(ticks):
+        late = max(late, loop.time() - (began + tick * TICK))
+        due = total * (tick + 1) // ticks
+        for i in range(done, due):
+            set_state(entity_ids[i % entities], str(start + i))
+        done = due
+        await asyncio.sleep(max(0.0, began + (tick + 1) * TICK - loop.time()))
+    return {
+        "changes": done,
+        "seconds": loop.time() - began,
+        "max_late_ms": late * 1000,
+        "last": start + done - 1,
+    }
