@@ -129,11 +129,12 @@ class MirrorPhase:
         ctx, options = self._ctx, self._ctx.options
         await ctx.settle()
         load = os.getloadavg()[0]
-        before = ctx.cpu_sample()
+        before, times = ctx.cpu_sample(), ctx.hass.cpu_times()
         async with ctx.profiler.record(f"r{round_no}-mirror-baseline"):
             run = await self.generate(options.mirror_rate, options.mirror_seconds)
             cpu = ctx.cpu_usage(before, ctx.cpu_sample())
-        return _cpu_metrics(run, cpu, load)
+            system_s = ctx.hass.cpu_times().system - times.system
+        return _cpu_metrics(run, cpu, load, system_s)
 
     async def mirrored(self, round_no: int, payload: str) -> dict[str, Any]:
         """Add a mirror with ``payload``, measure the changes through it, remove it."""
@@ -146,19 +147,21 @@ class MirrorPhase:
             await ctx.settle()
             load = os.getloadavg()[0]
             before, began = ctx.cpu_sample(), time.monotonic()
+            times = ctx.hass.cpu_times()
             async with ctx.profiler.record(f"r{round_no}-mirror-{payload}"):
                 run = await self.generate(options.mirror_rate, options.mirror_seconds)
                 delivered = await self._counter.report(
                     run["changes"], _DELIVERY_TIMEOUT + options.mirror_seconds
                 )
                 cpu = ctx.cpu_usage(before, ctx.cpu_sample())
+                system_s = ctx.hass.cpu_times().system - times.system
             seconds = time.monotonic() - began
             counts_after = await _mirror_diagnostics(ctx)
         finally:
             await self._remove_mirror(subentry_id)
         await self._counter.report(0, 0)  # its "offline" status: not the next one's
         errors = self._check(base, run, snapshot, delivered, counts_after)
-        return _cpu_metrics(run, cpu, load) | {
+        return _cpu_metrics(run, cpu, load, system_s) | {
             "base_topic": base,
             "sent": run["changes"],
             "delivered": delivered["distinct"],
@@ -293,14 +296,16 @@ async def _mirror_diagnostics(ctx: Context) -> dict[str, Any]:
 
 
 def _cpu_metrics(
-    run: dict[str, Any], cpu: dict[str, float], load: float
+    run: dict[str, Any], cpu: dict[str, float], load: float, system_s: float
 ) -> dict[str, Any]:
+    """Return a measurement's CPU figures; ``system_s``: HA's kernel share."""
     changes = max(int(run["changes"]), 1)
     return {
         "changes": run["changes"],
         "generation_s": run["seconds"],
         "max_late_ms": run["max_late_ms"],
         "hass_cpu_s": cpu["hass_s"],
+        "hass_system_s": system_s,
         "hass_cpu_us_per_change": cpu["hass_s"] * 1e6 / changes,
         "other_load_cores": cpu["other_cores"],
         "load_avg_1m": load,
@@ -318,18 +323,26 @@ async def run_mirror(ctx: Context) -> dict[str, Any]:
             measured = {"baseline": await phase.baseline(round_no)}
             for payload in ctx.options.mirror_payloads:
                 measured[payload] = await phase.mirrored(round_no, payload)
-                measured[payload]["mirror_us_per_change"] = (
-                    (
-                        measured[payload]["hass_cpu_s"]
-                        - measured["baseline"]["hass_cpu_s"]
-                    )
-                    * 1e6
-                    / max(phase.changes, 1)
-                )
+                measured[payload] |= _extra(measured[payload], measured["baseline"])
             rounds.append(measured)
     finally:
         await ctx.processes.stop(counter.child)
     return _summary(ctx, phase.changes, rounds)
+
+
+def _extra(mirrored: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
+    """Return the CPU the mirror added per change: in all, and in the kernel."""
+    changes = max(int(mirrored["changes"]), 1)
+    return {
+        "mirror_us_per_change": (mirrored["hass_cpu_s"] - baseline["hass_cpu_s"])
+        * 1e6
+        / changes,
+        "mirror_system_us_per_change": (
+            mirrored["hass_system_s"] - baseline["hass_system_s"]
+        )
+        * 1e6
+        / changes,
+    }
 
 
 def _summary(
@@ -401,8 +414,8 @@ def mirror_markdown(result: dict[str, Any]) -> str:
         f"{mirror['seconds']:g} s ({mirror['changes']} changes), medians of "
         f"{len(mirror['rounds'])} round(s)",
         "",
-        "| measurement | HA CPU s | HA CPU µs/change | mirror µs/change "
-        "| delivered/sent | published | queued | failed | other load cores "
+        "| measurement | HA CPU s (kernel) | HA CPU µs/change | mirror µs/change "
+        "(kernel) | delivered/sent | published | queued | failed | other load cores "
         "| load avg 1m |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
@@ -410,11 +423,16 @@ def mirror_markdown(result: dict[str, Any]) -> str:
         if name not in mirror:
             continue
         m = mirror[name]
-        own = f"{m['mirror_us_per_change']:.1f}" if "mirror_us_per_change" in m else ""
+        own = (
+            f"{m['mirror_us_per_change']:.1f} ({m['mirror_system_us_per_change']:.1f})"
+            if "mirror_us_per_change" in m
+            else ""
+        )
         delivered = f"{m['delivered']}/{m['sent']}" if "sent" in m else ""
         lines.append(
             f"| {name if name == 'baseline' else f'mirror, payload {name}'} "
-            f"| {m['hass_cpu_s']:.2f} | {m['hass_cpu_us_per_change']:.1f} | {own} "
+            f"| {m['hass_cpu_s']:.2f} ({m['hass_system_s']:.2f}) "
+            f"| {m['hass_cpu_us_per_change']:.1f} | {own} "
             f"| {delivered} | {m.get('published', '')} | {m.get('queued', '')} "
             f"| {m.get('failed', '')} | {m['other_load_cores']:.2f} "
             f"| {m['load_avg_1m']:.2f} |"
