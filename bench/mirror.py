@@ -318,6 +318,10 @@ def _cpu_metrics(
         "changes": run["changes"],
         "generation_s": run["seconds"],
         "max_late_ms": run["max_late_ms"],
+        "max_late_at_s": run["max_late_at_s"],
+        "gc_ms": sum(run["gc"]["ms"]),
+        "gc_max_ms": run["gc"]["max_ms"],
+        "gc_collections": run["gc"]["count"],
         "hass_cpu_s": cpu["hass_s"],
         "hass_system_s": system_s,
         "hass_cpu_us_per_change": cpu["hass_s"] * 1e6 / changes,
@@ -378,7 +382,15 @@ def _summary(
             for key, value in samples[0].items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)
         }
-        for key in ("sent", "delivered", "errors", "failed", "queued", "duplicates"):
+        for key in (
+            "sent",
+            "delivered",
+            "published",
+            "errors",
+            "failed",
+            "queued",
+            "duplicates",
+        ):
             if key in samples[0]:
                 combined[key] = sum(s[key] for s in samples)
         if "error_samples" in samples[0]:

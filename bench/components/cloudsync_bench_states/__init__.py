@@ -5,12 +5,18 @@ configuration) for its mirror phase. ``cloudsync_bench_states.run`` sets
 ``sensor.<prefix>_<n>`` for n < entities, ``rate`` times a second each for ``duration``
 seconds: every TICK a slice, change i going to entity ``i % entities`` with the value
 ``start + i`` (so every change is distinct and the last value of each entity is known).
-It answers when done with the number of changes and how late the pacing ran.
+It answers when done with the number of changes, how late the pacing ran (and when),
+and the garbage collector's passes meanwhile (the process's, whoever allocated).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+import contextlib
+import gc
+import time
+from typing import Any
 
 from homeassistant.core import (
     HomeAssistant,
@@ -65,17 +71,44 @@ async def _async_run(  # noqa: PLR0913
     loop = hass.loop
     began = loop.time()
     done = 0
-    late = 0.0
-    for tick in range(ticks):
-        late = max(late, loop.time() - (began + tick * TICK))
-        due = total * (tick + 1) // ticks
-        for i in range(done, due):
-            set_state(entity_ids[i % entities], str(start + i))
-        done = due
-        await asyncio.sleep(max(0.0, began + (tick + 1) * TICK - loop.time()))
+    late, late_at = 0.0, 0.0
+    with _gc_watch() as collections:
+        for tick in range(ticks):
+            if (behind := loop.time() - (began + tick * TICK)) > late:
+                late, late_at = behind, tick * TICK
+            due = total * (tick + 1) // ticks
+            for i in range(done, due):
+                set_state(entity_ids[i % entities], str(start + i))
+            done = due
+            await asyncio.sleep(max(0.0, began + (tick + 1) * TICK - loop.time()))
     return {
         "changes": done,
         "seconds": loop.time() - began,
         "max_late_ms": late * 1000,
+        "max_late_at_s": late_at,
         "last": start + done - 1,
+        "gc": collections,
     }
+
+
+@contextlib.contextmanager
+def _gc_watch() -> Iterator[dict[str, Any]]:
+    """Count the collections per generation while the block runs, and their time."""
+    found: dict[str, Any] = {"count": [0, 0, 0], "ms": [0.0, 0.0, 0.0], "max_ms": 0.0}
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took = (time.perf_counter() - started[0]) * 1000
+        generation = info["generation"]
+        found["count"][generation] += 1
+        found["ms"][generation] += took
+        found["max_ms"] = max(found["max_ms"], took)
+
+    gc.callbacks.append(on_gc)
+    try:
+        yield found
+    finally:
+        gc.callbacks.remove(on_gc)
