@@ -99,8 +99,13 @@ class MirrorPhase:
             self.entities * options.mirror_rate * options.mirror_seconds
         )
 
-    async def generate(self, rate: float, seconds: float) -> dict[str, Any]:
-        """Run the component's action; return its answer (changes, lateness)."""
+    async def generate(
+        self, rate: float, seconds: float, *, listen: bool = False
+    ) -> dict[str, Any]:
+        """Run the component's action; return its answer (changes, lateness, GC).
+
+        ``listen``: with a no-op ``state_changed`` listener on the sensors meanwhile.
+        """
         ws = self._ctx.api.ws
         assert ws is not None  # noqa: S101
         start = self._next_value
@@ -115,6 +120,7 @@ class MirrorPhase:
                     "duration": seconds,
                     "prefix": PREFIX,
                     "start": start,
+                    "listen": listen,
                 },
                 "return_response": True,
             },
@@ -124,14 +130,17 @@ class MirrorPhase:
         self._next_value = int(response["last"]) + 1
         return response | {"start": start}
 
-    async def baseline(self, round_no: int) -> dict[str, Any]:
-        """Measure the changes with no mirror."""
+    async def baseline(self, round_no: int, *, listen: bool = False) -> dict[str, Any]:
+        """Measure the changes with no mirror (``listen``: a no-op listener)."""
         ctx, options = self._ctx, self._ctx.options
         await ctx.settle()
         load = os.getloadavg()[0]
         before, times = ctx.cpu_sample(), ctx.hass.cpu_times()
-        async with ctx.profiler.record(f"r{round_no}-mirror-baseline"):
-            run = await self.generate(options.mirror_rate, options.mirror_seconds)
+        name = "listener" if listen else "baseline"
+        async with ctx.profiler.record(f"r{round_no}-mirror-{name}"):
+            run = await self.generate(
+                options.mirror_rate, options.mirror_seconds, listen=listen
+            )
             cpu = ctx.cpu_usage(before, ctx.cpu_sample())
             system_s = ctx.hass.cpu_times().system - times.system
         return _cpu_metrics(run, cpu, load, system_s)
@@ -322,6 +331,7 @@ def _cpu_metrics(
         "gc_ms": sum(run["gc"]["ms"]),
         "gc_max_ms": run["gc"]["max_ms"],
         "gc_collections": run["gc"]["count"],
+        "gc_gen2": run["gc"]["count"][2],
         "hass_cpu_s": cpu["hass_s"],
         "hass_system_s": system_s,
         "hass_cpu_us_per_change": cpu["hass_s"] * 1e6 / changes,
@@ -338,28 +348,36 @@ async def run_mirror(ctx: Context) -> dict[str, Any]:
         await phase.generate(1.0, 1.0)  # every sensor exists before the baseline
         rounds = []
         for round_no in range(1, ctx.options.mirror_rounds + 1):
-            measured = {"baseline": await phase.baseline(round_no)}
+            measured = {
+                "baseline": await phase.baseline(round_no),
+                "listener": await phase.baseline(round_no, listen=True),
+            }
             for payload in ctx.options.mirror_payloads:
                 measured[payload] = await phase.mirrored(round_no, payload)
                 measured[payload] |= _extra(measured[payload], measured["baseline"])
+                measured[payload] |= _extra(
+                    measured[payload], measured["listener"], "_over_listener"
+                )
             rounds.append(measured)
     finally:
         await ctx.processes.stop(counter.child)
     return _summary(ctx, phase.changes, rounds)
 
 
-def _extra(mirrored: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
-    """Return the CPU the mirror added per change: in all, and in the kernel."""
+def _extra(
+    mirrored: dict[str, Any], baseline: dict[str, Any], suffix: str = ""
+) -> dict[str, float]:
+    """Return the CPU the mirror added per change over ``baseline``: all, kernel, GC."""
     changes = max(int(mirrored["changes"]), 1)
     return {
-        "mirror_us_per_change": (mirrored["hass_cpu_s"] - baseline["hass_cpu_s"])
-        * 1e6
-        / changes,
-        "mirror_system_us_per_change": (
-            mirrored["hass_system_s"] - baseline["hass_system_s"]
+        f"mirror_{what}_per_change{suffix}": (mirrored[key] - baseline[key])
+        * scale
+        / changes
+        for what, key, scale in (
+            ("us", "hass_cpu_s", 1e6),
+            ("system_us", "hass_system_s", 1e6),
+            ("gc_us", "gc_ms", 1e3),
         )
-        * 1e6
-        / changes,
     }
 
 
@@ -400,17 +418,29 @@ def _summary(
 
 
 def mirror_targets(mirror: dict[str, Any]) -> list[dict[str, Any]]:
-    """Check the issue's targets: CPU per mirrored change, then nothing lost."""
+    """Check the issue's targets: CPU per mirrored change, then nothing lost.
+
+    Both CPU figures inform (the issue's: over no listener at all; and over a no-op
+    listener, which a real installation's recorder or automations already pay for);
+    only a loss fails the run.
+    """
     size = f"{mirror['entities']} entities x {mirror['rate']:g}/s x {mirror['seconds']:g} s"
     payloads = [name for name in mirror if name in ("state", "json")]
     checks = [
         {
             "target": f"mirror ({payload}): HA CPU <= {TARGET_US:g} µs per mirrored "
-            f"change ({size})",
-            "value": f"{mirror[payload]['mirror_us_per_change']:.1f} µs",
-            "met": mirror[payload]["mirror_us_per_change"] <= TARGET_US,
+            f"change ({size}){how}",
+            "value": f"{mirror[payload][key]:.1f} µs",
+            "met": mirror[payload][key] <= TARGET_US,
         }
         for payload in payloads
+        for key, how in (
+            ("mirror_us_per_change", ""),
+            (
+                "mirror_us_per_change_over_listener",
+                ", over a no-op state_changed listener",
+            ),
+        )
     ]
     lossy = [
         f"{payload}: {', '.join(mirror[payload]['error_samples']) or 'lost'}"
@@ -429,6 +459,14 @@ def mirror_targets(mirror: dict[str, Any]) -> list[dict[str, Any]]:
     return checks
 
 
+_LABELS = {
+    "baseline": "no mirror, no listener",
+    "listener": "no mirror, a no-op listener",
+    "state": "mirror, payload state",
+    "json": "mirror, payload json",
+}
+
+
 def mirror_markdown(result: dict[str, Any]) -> str:
     """Return the Mirror section: the measurements and the targets."""
     if "mirror" not in result:
@@ -440,32 +478,50 @@ def mirror_markdown(result: dict[str, Any]) -> str:
         f"{mirror['seconds']:g} s ({mirror['changes']} changes), medians of "
         f"{len(mirror['rounds'])} round(s)",
         "",
-        "| measurement | HA CPU s (kernel) | HA CPU µs/change | mirror µs/change "
-        "(kernel) | delivered/sent | published | queued | failed | other load cores "
-        "| load avg 1m |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| measurement | HA CPU s (kernel) | µs/change | GC ms (gen 2 passes) "
+        "| pacing late max ms | mirror µs/change: over none (kernel, GC) "
+        "| over a listener (GC) | delivered/sent | published | queued | failed "
+        "| other load cores | load avg 1m |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for name in ("baseline", "state", "json"):
-        if name not in mirror:
-            continue
-        m = mirror[name]
-        own = (
-            f"{m['mirror_us_per_change']:.1f} ({m['mirror_system_us_per_change']:.1f})"
-            if "mirror_us_per_change" in m
-            else ""
-        )
-        delivered = f"{m['delivered']}/{m['sent']}" if "sent" in m else ""
-        lines.append(
-            f"| {name if name == 'baseline' else f'mirror, payload {name}'} "
-            f"| {m['hass_cpu_s']:.2f} ({m['hass_system_s']:.2f}) "
-            f"| {m['hass_cpu_us_per_change']:.1f} | {own} "
-            f"| {delivered} | {m.get('published', '')} | {m.get('queued', '')} "
-            f"| {m.get('failed', '')} | {m['other_load_cores']:.2f} "
-            f"| {m['load_avg_1m']:.2f} |"
-        )
-    lines += ["", "| mirror target | measured | met |", "|---|--:|:-:|"]
+    for name, label in _LABELS.items():
+        if name in mirror:
+            lines.append(_row(label, mirror[name]))
+    lines += [
+        "",
+        "HA builds a state_changed Event only for a listener that wants it; the Event, "
+        "its Context and the new State then form a reference cycle only the garbage "
+        "collector frees (gen 2 passes walk all of HA's objects). Every real "
+        "installation has such listeners (recorder, logbook, automations), hence the "
+        "second figure.",
+        "",
+        "| mirror target | measured | met |",
+        "|---|--:|:-:|",
+    ]
     lines += [
         f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |"
         for t in result["mirror_targets"]
     ]
     return "\n".join(lines) + "\n"
+
+
+def _row(label: str, m: dict[str, Any]) -> str:
+    """Return one measurement's table row."""
+    over_none = over_listener = delivered = ""
+    if "mirror_us_per_change" in m:
+        over_none = (
+            f"{m['mirror_us_per_change']:.1f} ({m['mirror_system_us_per_change']:.1f}, "
+            f"{m['mirror_gc_us_per_change']:.1f})"
+        )
+        over_listener = (
+            f"{m['mirror_us_per_change_over_listener']:.1f} "
+            f"({m['mirror_gc_us_per_change_over_listener']:.1f})"
+        )
+        delivered = f"{m['delivered']}/{m['sent']}"
+    return (
+        f"| {label} | {m['hass_cpu_s']:.2f} ({m['hass_system_s']:.2f}) "
+        f"| {m['hass_cpu_us_per_change']:.1f} | {m['gc_ms']:.0f} ({m['gc_gen2']:g}) "
+        f"| {m['max_late_ms']:.0f} | {over_none} | {over_listener} | {delivered} "
+        f"| {m.get('published', '')} | {m.get('queued', '')} | {m.get('failed', '')} "
+        f"| {m['other_load_cores']:.2f} | {m['load_avg_1m']:.2f} |"
+    )

@@ -7,6 +7,11 @@ seconds: every TICK a slice, change i going to entity ``i % entities`` with the 
 ``start + i`` (so every change is distinct and the last value of each entity is known).
 It answers when done with the number of changes, how late the pacing ran (and when),
 and the garbage collector's passes meanwhile (the process's, whoever allocated).
+
+With ``listen`` a no-op ``state_changed`` listener takes the sensors while it runs, as
+the recorder or an automation would in a real installation: HA builds the Event object
+only for a listener that wants it, and that Event, its Context and the new State form a
+reference cycle (``Context.origin_event``) that only the garbage collector frees.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ import gc
 import time
 from typing import Any
 
+from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import (
+    Event,
+    EventStateChangedData,
     HomeAssistant,
     ServiceCall,
     ServiceResponse,
     SupportsResponse,
+    callback,
 )
 import homeassistant.helpers.config_validation as cv
 from homeassistant.helpers.typing import ConfigType
@@ -38,6 +47,7 @@ RUN_SCHEMA = vol.Schema(
         vol.Required("duration"): vol.All(vol.Coerce(float), vol.Range(min=0)),
         vol.Required("prefix"): cv.slug,
         vol.Optional("start", default=0): vol.Coerce(int),
+        vol.Optional("listen", default=False): cv.boolean,
     }
 )
 
@@ -62,8 +72,37 @@ async def _async_run(  # noqa: PLR0913
     duration: float,
     prefix: str,
     start: int,
+    listen: bool,
 ) -> ServiceResponse:
     """Make the changes, a slice every TICK; return what was done."""
+    if listen:
+        ours = f"sensor.{prefix}_"
+
+        @callback
+        def wanted(data: EventStateChangedData) -> bool:
+            return data["entity_id"].startswith(ours)
+
+        @callback
+        def ignore(_event: Event[EventStateChangedData]) -> None:
+            """Take the event and do nothing with it."""
+
+        stop_listening = hass.bus.async_listen(EVENT_STATE_CHANGED, ignore, wanted)
+    try:
+        return await _async_changes(hass, entities, rate, duration, prefix, start)
+    finally:
+        if listen:
+            stop_listening()
+
+
+async def _async_changes(  # noqa: PLR0913
+    hass: HomeAssistant,
+    entities: int,
+    rate: float,
+    duration: float,
+    prefix: str,
+    start: int,
+) -> ServiceResponse:
+    """Set the states, a slice every TICK."""
     entity_ids = [f"sensor.{prefix}_{n}" for n in range(entities)]
     total = round(entities * rate * duration)
     ticks = max(1, round(duration / TICK))
