@@ -112,7 +112,7 @@ async def _mirror(ctx: Context) -> dict[str, Any]:
     options = ctx.options
     log(
         f"mirror: {options.mirror_entities} entities x {options.mirror_rate:g}/s x "
-        f"{options.mirror_seconds:g} s, baseline and payloads "
+        f"{options.mirror_seconds:g} s, baselines (no listener, a no-op listener), payloads "
         f"{', '.join(options.mirror_payloads)}, {options.mirror_rounds} round(s)"
     )
     return await run_mirror(ctx)
