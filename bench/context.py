@@ -41,6 +41,11 @@ class Options:
     recorder_event_messages: int  # the same with message_events on (0: skipped)
     wide_topics: int  # distinct topics of the burst against the cache cap
     wide_cache_topics: int  # the cache's max_topics for it
+    mirror_entities: int  # sensors the mirror phase changes
+    mirror_rate: float  # changes per entity per second
+    mirror_seconds: float  # seconds of changes per measurement
+    mirror_payloads: tuple[str, ...]  # a mirrored measurement per payload form
+    mirror_rounds: int  # rounds of baseline + mirrored measurements
 
 
 class DeliveryCounter:

@@ -215,19 +215,29 @@ async def start_mosquitto(
     return child
 
 
-# HA's default recorder (SQLite in the config dir, default commit interval) and the
-# diagnostics the recorder phase reads cloudsync's cache counts from.
-RECORDER_CONFIG = "recorder:\ndiagnostics:\n"
+# HA's default recorder (SQLite in the config dir, default commit interval).
+RECORDER_CONFIG = "recorder:\n"
+# The bench-only component that makes the mirror phase's state changes.
+BENCH_COMPONENTS = Path(__file__).resolve().parent / "components"
+BENCH_STATES = "cloudsync_bench_states"
 
 
 def write_ha_config(
     config_dir: Path, integration: Path, port: int, *, recorder: bool = False
 ) -> None:
-    """Write a minimal Home Assistant configuration with cloudsync linked in."""
-    link = config_dir / "custom_components" / "cloudsync"
-    if not link.is_symlink():
-        link.parent.mkdir(parents=True)
-        link.symlink_to(integration.resolve())
+    """Write a minimal Home Assistant configuration with cloudsync linked in.
+
+    The bench's own component (BENCH_STATES) is linked beside it; ``diagnostics:``
+    serves the counters the recorder and mirror phases read.
+    """
+    custom = config_dir / "custom_components"
+    custom.mkdir(parents=True, exist_ok=True)
+    for link, target in (
+        (custom / "cloudsync", integration),
+        (custom / BENCH_STATES, BENCH_COMPONENTS / BENCH_STATES),
+    ):
+        if not link.is_symlink():
+            link.symlink_to(target.resolve())
     (config_dir / "configuration.yaml").write_text(
         "# Written by scripts/bench for one run.\n"
         "homeassistant:\n"
@@ -243,6 +253,8 @@ def write_ha_config(
         "websocket_api:\n"
         "logger:\n"
         "  default: warning\n"
+        "diagnostics:\n"
+        f"{BENCH_STATES}:\n"
         f"{RECORDER_CONFIG if recorder else ''}",
         encoding="utf-8",
     )
@@ -260,7 +272,7 @@ async def start_home_assistant(  # noqa: PLR0913
     """Start Home Assistant on 127.0.0.1:port and wait until its HTTP server listens.
 
     ``generation`` counts restarts: a restart keeps the storage, each start has its log.
-    ``recorder`` adds HA's recorder (and diagnostics) to the configuration.
+    ``recorder`` adds HA's recorder to the configuration.
     """
     config_dir = workdir / "config"
     write_ha_config(config_dir, integration, port, recorder=recorder)

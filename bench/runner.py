@@ -22,6 +22,7 @@ from .fastlanes import fastlanes_targets, run_fastlanes
 from .ha import HomeAssistantApi
 from .ingest import Ingest
 from .memory import run_memory
+from .mirror import mirror_targets, run_mirror
 from .outbox import run_outbox
 from .processes import (
     HOST,
@@ -76,6 +77,7 @@ async def _phases(ctx: Context) -> dict[str, Any]:
         rounds.append({"requests": requests, "ingest": await ingest.run(round_no)})
     log("fast lanes: raw paho, batch, websocket publish and push")
     fastlanes = await run_fastlanes(ctx)
+    mirror = await _mirror(ctx)
     log(f"outbox: {ctx.options.outbox_messages} publishes with the broker down, twice")
     outbox = await run_outbox(ctx)
     wide_sensors = await prepare_recorder(ctx)
@@ -101,7 +103,19 @@ async def _phases(ctx: Context) -> dict[str, Any]:
         "recorder": recorder,
         "memory": memory,
         "fastlanes": fastlanes,
+        "mirror": mirror,
     }
+
+
+async def _mirror(ctx: Context) -> dict[str, Any]:
+    """Run the mirror phase (before the outbox phase stops the broker)."""
+    options = ctx.options
+    log(
+        f"mirror: {options.mirror_entities} entities x {options.mirror_rate:g}/s x "
+        f"{options.mirror_seconds:g} s, baselines (no listener, a no-op listener), payloads "
+        f"{', '.join(options.mirror_payloads)}, {options.mirror_rounds} round(s)"
+    )
+    return await run_mirror(ctx)
 
 
 async def run(
@@ -110,8 +124,12 @@ async def run(
     integration: Path = REPO / "custom_components" / "cloudsync",
     profile_dir: Path | None = None,
     keep: bool = False,
+    only_mirror: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark against ``integration`` and return the aggregated results."""
+    """Run the benchmark against ``integration`` and return the aggregated results.
+
+    ``only_mirror`` runs the mirror phase alone.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="cloudsync-bench-"))
     workdir.chmod(0o755)  # mosquitto drops to its own user
     processes = Processes(cwd=REPO)
@@ -157,7 +175,11 @@ async def run(
                     retries_left=options.retries,
                     entry_id=await api.entry_id("cloudsync"),
                 )
-                phases = await _phases(ctx)
+                phases = (
+                    {"mirror": await _mirror(ctx)}
+                    if only_mirror
+                    else await _phases(ctx)
+                )
             finally:
                 await api.close()
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -167,12 +189,7 @@ async def run(
         keep = True
         raise
     else:
-        fastlanes = phases.pop("fastlanes")
-        result = aggregate(**phases)
-        result["fastlanes"] = fastlanes
-        result["fastlanes_targets"] = fastlanes_targets(result)
-        result["meta"] = _meta(options, config, integration)
-        return result
+        return _result(phases) | {"meta": _meta(options, config, integration)}
     finally:
         log("stopping")
         await processes.stop_all()
@@ -180,6 +197,18 @@ async def run(
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _result(phases: dict[str, Any]) -> dict[str, Any]:
+    """Aggregate the phases that ran; the mirror's targets are kept apart."""
+    mirror = phases.pop("mirror")
+    result: dict[str, Any] = {}
+    if "fastlanes" in phases:
+        fastlanes = phases.pop("fastlanes")
+        result = aggregate(**phases)
+        result["fastlanes"] = fastlanes
+        result["fastlanes_targets"] = fastlanes_targets(result)
+    return result | {"mirror": mirror, "mirror_targets": mirror_targets(mirror)}
 
 
 def _command_output(*args: str) -> str:

@@ -98,3 +98,16 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert phases["memory"]["sensors"] == phases["memory"]["subscriptions"]
     assert phases["memory_no_sensors"]["sensors"] == 0
     assert {t["target"] for t in data["targets"]}
+    _check_mirror(data)
+
+
+def _check_mirror(data: dict) -> None:
+    mirror = data["mirror"]
+    # The mirror phase: a baseline without the mirror, then every change through it,
+    # each counted at the broker with the entity's last value.
+    assert mirror["baseline"]["changes"] == mirror["changes"] > 0
+    assert mirror["state"]["sent"] == mirror["state"]["delivered"] == mirror["changes"]
+    assert mirror["state"]["published"] == mirror["changes"]
+    assert mirror["state"]["errors"] == 0, mirror["state"]["error_samples"]
+    assert "mirror_us_per_change" in mirror["state"]
+    assert data["mirror_targets"][-1]["met"]
