@@ -31,9 +31,11 @@ async def _wait_for(predicate: Any, timeout: float = 20) -> None:
             await asyncio.sleep(0.01)
 
 
-def _mirror_entry(broker: Mosquitto, **mirror: Any) -> MockConfigEntry:
+def _mirror_entry(
+    broker: Mosquitto, data: dict[str, Any] | None = None, **mirror: Any
+) -> MockConfigEntry:
     """A broker entry with a mirror subentry (defaults: base ``home``, QoS 1)."""
-    entry = entry_for(broker)
+    entry = entry_for(broker, **(data or {}))
     return MockConfigEntry(
         domain=entry.domain,
         title=entry.title,
@@ -332,3 +334,26 @@ async def test_a_broken_stored_mirror_fails_setup_with_the_reason(
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.SETUP_ERROR
     assert "bad/#" in (entry.reason or "")
+
+
+async def test_what_the_profile_refuses_fails_alone(
+    hass: HomeAssistant, plain_broker: Mosquitto
+) -> None:
+    """AWS IoT Core's 128 KiB: an entity whose JSON is larger fails, is counted, others go."""
+    entry = _mirror_entry(
+        plain_broker,
+        {"profile": "aws_iot_core"},
+        base_topic="t8",
+        include_globs=["sensor.aws_*"],
+        payload="json",
+    )
+    async with MqttSubscriber(plain_broker, "t8/sensor/#", qos=1) as sub:
+        mirror = await _setup(hass, entry)
+        hass.states.async_set("sensor.aws_big", "1", {"blob": "x" * 128 * 1024})
+        hass.states.async_set("sensor.aws_small", "2")
+        got = await sub.message()
+        await sub.assert_no_message(0.3)
+    assert got.topic == "t8/sensor/aws_small/state"
+    assert mirror.failed == 1
+    assert mirror.published == 2  # online and the small one
+    assert "128" in (mirror.last_error or "")

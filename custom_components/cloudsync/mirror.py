@@ -26,17 +26,15 @@ from homeassistant.core import (
 )
 from homeassistant.helpers.json import json_bytes
 
-from .client import CloudSyncError
+from .client import CloudSyncError, OutgoingMessage, PublishResult
 from .const import LOGGER
 from .mirror_config import STATUS_OFFLINE, STATUS_ONLINE, MirrorConfig, MirrorPayload
-from .publishing import BatchMessage, Published
 
 if TYPE_CHECKING:
     from .broker import CloudSyncBroker
 
     type TaskStarter = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
 
-APP_ID: Final = "cloudsync.mirror"
 MAX_BATCH: Final = 1_000  # messages per publish_many (the batch API's own limit)
 # Changes waiting for the sender; past this, only the newest per topic is kept.
 MAX_WAITING: Final = 20_000
@@ -61,7 +59,7 @@ class Mirror:
         self._create_task = create_task
         self._wanted: Callable[[str], bool] = config.entity_filter()
         self._topics: dict[str, str] = {}
-        self._waiting: list[tuple[str, bytes, bool]] = []  # topic, payload, retain
+        self._waiting: list[OutgoingMessage] = []
         self._sender: asyncio.Task[None] | None = None
         self._last_sent: dict[str, float] = {}
         self._held: dict[str, State] = {}
@@ -234,7 +232,7 @@ class Mirror:
     @callback
     def _append(self, topic: str, payload: bytes, *, retain: bool) -> None:
         waiting = self._waiting
-        waiting.append((topic, payload, retain))
+        waiting.append(OutgoingMessage(topic, payload, self.config.qos, retain))
         if len(waiting) > MAX_WAITING:
             self._coalesce_waiting()
         if self._sender is None or self._sender.done():
@@ -243,10 +241,10 @@ class Mirror:
 
     def _coalesce_waiting(self) -> None:
         """Keep the newest message per topic, in the order of their last change."""
-        newest: dict[str, tuple[str, bytes, bool]] = {}
+        newest: dict[str, OutgoingMessage] = {}
         for message in self._waiting:
-            newest.pop(message[0], None)
-            newest[message[0]] = message
+            newest.pop(message.topic, None)
+            newest[message.topic] = message
         self.coalesced += len(self._waiting) - len(newest)
         self._waiting = list(newest.values())
         LOGGER.warning(
@@ -262,26 +260,20 @@ class Mirror:
             del self._waiting[:MAX_BATCH]
             await self._publish(batch)
 
-    async def _publish(self, batch: list[tuple[str, bytes, bool]]) -> None:
-        qos = self.config.qos
+    async def _publish(self, batch: list[OutgoingMessage]) -> None:
         try:
-            results = await self._broker.async_publish_many(
-                [
-                    BatchMessage(APP_ID, topic, payload, qos, retain)
-                    for topic, payload, retain in batch
-                ]
-            )
+            results = await self._broker.async_publish_own(batch)
         except CloudSyncError as err:
-            self._failed(len(batch), batch[0][0], err)
+            self._failed(len(batch), batch[0].topic, err)
             return
-        for (topic, _, _), result in zip(batch, results, strict=True):
-            if isinstance(result, Published):
+        for message, result in zip(batch, results, strict=True):
+            if isinstance(result, PublishResult):
                 if result.queued:
                     self.queued += 1
                 else:
                     self.published += 1
             else:
-                self._failed(1, topic, result)
+                self._failed(1, message.topic, result)
 
     def _failed(self, count: int, topic: str, err: Exception) -> None:
         if self.failed == 0:

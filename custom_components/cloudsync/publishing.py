@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .apps import SYSTEM, Principal
-from .client import BrokerConnection, Outbox, OutgoingMessage
+from .client import (
+    BrokerConnection,
+    CloudSyncError,
+    Outbox,
+    OutgoingMessage,
+    PublishResult,
+)
 from .const import ACK_TIMEOUT
 from .errors import HANDLED
 
@@ -124,4 +130,29 @@ class PublishMixin:
                     result.mid,
                 )
             )
+        return [result for result in results if result is not None]
+
+    async def async_publish_own(
+        self, messages: Sequence[OutgoingMessage]
+    ) -> list[PublishResult | CloudSyncError]:
+        """Publish the integration's own messages (the mirror's) in order.
+
+        No app and no option defaults: each message says its QoS and retain flag. The
+        broker's profile still refuses what it would refuse, message by message.
+        """
+        profile = self._connection.config.profile
+        results: list[PublishResult | CloudSyncError | None] = [None] * len(messages)
+        outgoing: list[OutgoingMessage] = []
+        places: list[int] = []
+        for index, message in enumerate(messages):
+            try:
+                profile.check_publish(message.topic, message.payload, message.qos)
+            except CloudSyncError as err:
+                results[index] = err
+                continue
+            outgoing.append(message)
+            places.append(index)
+        sent = await self._outbox.publish_many(outgoing, timeout=ACK_TIMEOUT)
+        for index, result in zip(places, sent, strict=True):
+            results[index] = result
         return [result for result in results if result is not None]
