@@ -356,4 +356,4 @@ async def test_what_the_profile_refuses_fails_alone(
     assert got.topic == "t8/sensor/aws_small/state"
     assert mirror.failed == 1
     assert mirror.published == 2  # online and the small one
-    assert "128" in (mirror.last_error or "")
+    assert "at most 131072 bytes" in (mirror.last_error or "")
