@@ -24,6 +24,12 @@ MISC_INTERVAL = 1.0
 # GET /api/ p99 during a 20,000-message burst was 192 ms; at 64 (≈1.5 ms) it was 12 ms
 # in a quick bench, and ingest did not slow (scripts/bench, recorder phase).
 MAX_PACKETS_PER_READ = 64
+# Linux delays the ACK of some small segments by up to 40 ms (one as large as the one
+# before it; any while the socket counts as interactive), and a broker with Nagle on
+# (mosquitto's default) keeps its next write back until that ACK: a steady stream then
+# stalls for 40 ms now and then (websocket push p99 was ~40 ms in scripts/bench).
+# Asking for the ACK after each read (one setsockopt) removes the holds.
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class SocketBridge:
@@ -34,6 +40,7 @@ class SocketBridge:
         self._loop = loop
         self._mqttc = mqttc
         self._fd: int | None = None
+        self._sock: socket.socket | None = None
         self._misc_timer: asyncio.TimerHandle | None = None
         self._read_pending = False
 
@@ -46,6 +53,7 @@ class SocketBridge:
         """Watch the socket and start the misc timer."""
         mqttc = self._mqttc
         self._fd = sock.fileno()
+        self._sock = sock if _TCP_QUICKACK is not None else None
         self._loop.add_reader(self._fd, self._on_readable)
         mqttc.on_socket_register_write = self._on_register_write
         mqttc.on_socket_unregister_write = self._on_unregister_write
@@ -60,6 +68,7 @@ class SocketBridge:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
             self._fd = None
+            self._sock = None
         if self._misc_timer is not None:
             self._misc_timer.cancel()
             self._misc_timer = None
@@ -78,11 +87,21 @@ class SocketBridge:
         outcome = read_packets(self._mqttc, MAX_PACKETS_PER_READ)
         if outcome is ReadOutcome.CLOSED:
             return
+        self._ack_now()
         if outcome is ReadOutcome.MORE:
             self._read_buffered_later()
         if self._mqttc.want_write():
             # Send the PUBACKs now: the broker's in-flight window waits for them.
             self._mqttc.loop_write()
+
+    def _ack_now(self) -> None:
+        """Acknowledge what was read now, not after the kernel's delayed-ACK timer."""
+        if (sock := self._sock) is None or _TCP_QUICKACK is None:
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        except OSError:
+            self._sock = None  # not TCP (or not Linux's): the kernel's timing stays
 
     def _read_buffered_later(self) -> None:
         """Come back next turn for TLS data the selector cannot see.
