@@ -1,8 +1,10 @@
 """The asyncio side of one paho client's socket: readers, writers and the misc timer.
 
 This is how Home Assistant's own MQTT client drives paho without a paho thread: the
-connected socket is watched with ``add_reader``/``add_writer`` and a 1 s timer runs
-``loop_misc`` (keepalive pings, overdue PINGRESP). One bridge serves one connection
+connected socket is watched with ``add_reader`` and a 1 s timer runs ``loop_misc``
+(keepalive pings, overdue PINGRESP). What paho queues is written once at the end of
+the loop turn, many packets with one send (paho_compat.write_packets); ``add_writer``
+waits only while the socket's buffer is full. One bridge serves one connection
 attempt; stopping it leaves the socket to its owner.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from .paho_compat import ReadOutcome, read_packets
+from .paho_compat import ReadOutcome, read_packets, write_packets
 
 MISC_INTERVAL = 1.0
 # Packets read per event-loop turn. Each turn of a burst delays every other callback of
@@ -43,6 +45,7 @@ class SocketBridge:
         self._sock: socket.socket | None = None
         self._misc_timer: asyncio.TimerHandle | None = None
         self._read_pending = False
+        self._flush: asyncio.Handle | None = None
 
     @property
     def active(self) -> bool:
@@ -59,7 +62,7 @@ class SocketBridge:
         mqttc.on_socket_unregister_write = self._on_unregister_write
         mqttc.on_socket_close = self._on_socket_close
         if mqttc.want_write():
-            self._loop.add_writer(self._fd, self._on_writable)
+            self._write_soon()
         self._schedule_misc()
 
     def stop(self) -> None:
@@ -69,6 +72,9 @@ class SocketBridge:
             self._loop.remove_writer(self._fd)
             self._fd = None
             self._sock = None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         if self._misc_timer is not None:
             self._misc_timer.cancel()
             self._misc_timer = None
@@ -92,7 +98,7 @@ class SocketBridge:
             self._read_buffered_later()
         if self._mqttc.want_write():
             # Send the PUBACKs now: the broker's in-flight window waits for them.
-            self._mqttc.loop_write()
+            self._write()
 
     def _ack_now(self) -> None:
         """Acknowledge what was read now, not after the kernel's delayed-ACK timer."""
@@ -126,15 +132,30 @@ class SocketBridge:
         if self.active:
             self._on_readable()
 
+    def _write_soon(self) -> None:
+        """Write at the end of this loop turn, with what else gets queued until then."""
+        if self._flush is None and self.active:
+            self._flush = self._loop.call_soon(self._write)
+
+    def _write(self) -> None:
+        """Write what paho has queued; watch for writability if the socket is full."""
+        if self._flush is not None:
+            self._flush.cancel()  # when called directly, before the scheduled write
+            self._flush = None
+        if not self.active:
+            return
+        write_packets(self._mqttc)
+        if self._fd is not None and self._mqttc.want_write():
+            self._loop.add_writer(self._fd, self._on_writable)
+
     def _on_writable(self) -> None:
-        self._mqttc.loop_write()
+        write_packets(self._mqttc)
 
     def _on_register_write(
         self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any
     ) -> None:
-        """Watch for writability while paho has data queued."""
-        if self._fd is not None:
-            self._loop.add_writer(self._fd, self._on_writable)
+        """Paho queued data (it says so once until its queue is empty again)."""
+        self._write_soon()
 
     def _on_unregister_write(
         self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any

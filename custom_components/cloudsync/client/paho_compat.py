@@ -11,6 +11,12 @@ common packet (two bytes: the message id, i.e. success without properties) with 
 objects instead, through paho's own ``_do_on_publish``; anything longer goes to paho's
 handler. Without those private names paho's handler stays.
 
+paho writes every queued packet with a ``send`` of its own. ``write_packets`` sends the
+packets at the head of the queue that need nothing from paho once written (acks,
+QoS 1/2 publishes, (un)subscribes, pings) with one ``send`` (plain TCP), then lets paho's
+``loop_write`` write the rest (QoS 0 publishes, DISCONNECT, what did not fit) and keep
+its bookkeeping of the socket's write interest.
+
 For every message paho also walks its matcher of per-filter callbacks before calling
 ``on_message``; ``install_fast_messages`` calls ``on_message`` directly while no
 per-filter callback is registered (cloudsync registers none).
@@ -21,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum, auto
 import logging
+import socket
 import struct
 from typing import Any
 
@@ -78,6 +85,66 @@ def _read_public(mqttc: mqtt.Client) -> ReadOutcome:
     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mqttc.socket() is None:
         return ReadOutcome.CLOSED
     return ReadOutcome.MORE
+
+
+def has_private_writer(client_class: type[Any] = mqtt.Client) -> bool:
+    """Return True when ``client_class`` has the private calls ``write_packets`` uses."""
+    return callable(getattr(client_class, "_sock_send", None))
+
+
+USE_PRIVATE_WRITER = has_private_writer()
+# Packet types (high nibble) paho does nothing for once their bytes are written; a
+# publish is one of them at QoS 1/2 (its PUBACK/PUBCOMP completes it).
+_PUBLISH = PacketTypes.PUBLISH << 4
+_QUIET_WRITES = frozenset(
+    packet << 4
+    for packet in (
+        PacketTypes.PUBACK,
+        PacketTypes.PUBREC,
+        PacketTypes.PUBREL,
+        PacketTypes.PUBCOMP,
+        PacketTypes.SUBSCRIBE,
+        PacketTypes.UNSUBSCRIBE,
+        PacketTypes.PINGREQ,
+    )
+)
+
+
+def write_packets(mqttc: mqtt.Client) -> MQTTErrorCode:
+    """Write what paho has queued, the quiet packets at its head with one send."""
+    # Plain TCP only: after a partial TLS write OpenSSL wants the same buffer again,
+    # and paho would retry with the first packet alone.
+    if USE_PRIVATE_WRITER and type(getattr(mqttc, "_sock", None)) is socket.socket:
+        _send_joined(mqttc)
+    return mqttc.loop_write()
+
+
+def _send_joined(mqttc: mqtt.Client) -> None:
+    """Send the head's quiet packets in one call; leave any error to loop_write."""
+    queue = getattr(mqttc, "_out_packet", None)
+    if queue is None or len(queue) < 2:  # noqa: PLR2004 - nothing to join
+        return
+    chunks = []
+    for packet in queue:
+        command = packet["command"] & 0xF0
+        if command not in _QUIET_WRITES and not (command == _PUBLISH and packet["qos"]):
+            break
+        pos = packet["pos"]
+        chunks.append(packet["packet"][pos:] if pos else packet["packet"])
+    if len(chunks) < 2:  # noqa: PLR2004
+        return
+    try:
+        sent = mqttc._sock_send(b"".join(chunks))  # noqa: SLF001
+    except OSError:
+        return  # would block, or the link broke: paho's loop_write meets it too
+    while sent > 0:
+        packet = queue[0]
+        step = min(sent, packet["to_process"])
+        packet["pos"] += step
+        packet["to_process"] -= step
+        sent -= step
+        if not packet["to_process"]:
+            queue.popleft()
 
 
 _MID = struct.Struct("!H")
