@@ -9,7 +9,11 @@ import time
 
 import pytest
 
-from custom_components.cloudsync.client import BrokerConnection, ReceivedMessage
+from custom_components.cloudsync.client import (
+    BrokerConnection,
+    ReceivedMessage,
+    paho_compat,
+)
 from tests.mosquitto import Mosquitto
 
 from .helpers import Recorder, config_for
@@ -144,3 +148,30 @@ async def test_mixed_qos_publishes_of_one_turn_all_complete_in_order(
     for level in (0, 1, 2):
         sent = [str(i).encode() for i, q in enumerate(qos) if q == level]
         assert [m.payload for m in got if m.qos == level] == sent
+
+
+async def test_large_and_small_messages_arrive_whole_through_the_read_buffer(
+    plain_broker: Mosquitto,
+) -> None:
+    """Packets read ahead into memory, a 3 MB one among small ones, reach paho whole."""
+    recorder = Recorder()
+    receiver = recorder.connection(config_for(plain_broker))
+    sender = BrokerConnection(config_for(plain_broker))
+    await receiver.connect()
+    await sender.connect()
+    try:
+        mqttc = receiver._mqttc
+        assert mqttc is not None
+        assert isinstance(mqttc._sock_recv, paho_compat.BufferedRecv)
+        await receiver.subscribe("sizes/#", qos=1)
+        payloads = [bytes([i]) * (3_000_000 if i == 5 else 10 + i) for i in range(12)]
+        futures = [
+            sender.publish_nowait(f"sizes/{i}", payload, 1)
+            for i, payload in enumerate(payloads)
+        ]
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        got = [(await recorder.next_message()).payload for _ in payloads]
+    finally:
+        await sender.disconnect()
+        await receiver.disconnect()
+    assert got == payloads

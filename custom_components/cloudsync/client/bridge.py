@@ -18,7 +18,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from .paho_compat import ReadOutcome, read_packets, write_packets
+from .paho_compat import (
+    ReadOutcome,
+    has_buffered,
+    install_buffered_reads,
+    read_packets,
+    write_packets,
+)
 
 MISC_INTERVAL = 1.0
 # Packets read per event-loop turn. Each turn of a burst delays every other callback of
@@ -57,6 +63,7 @@ class SocketBridge:
         mqttc = self._mqttc
         self._fd = sock.fileno()
         self._sock = sock if _TCP_QUICKACK is not None else None
+        install_buffered_reads(mqttc)
         self._loop.add_reader(self._fd, self._on_readable)
         mqttc.on_socket_register_write = self._on_register_write
         mqttc.on_socket_unregister_write = self._on_unregister_write
@@ -110,18 +117,21 @@ class SocketBridge:
             self._sock = None  # not TCP (or not Linux's): the kernel's timing stays
 
     def _read_buffered_later(self) -> None:
-        """Come back next turn for TLS data the selector cannot see.
+        """Come back next turn for data the selector cannot see.
 
-        A plain socket with unread data stays readable, so the selector calls again;
-        decrypted bytes left in the SSL object do not, so schedule one read for them,
-        and never more than one (a pile of pending reads would starve the loop).
+        A socket with unread data stays readable, so the selector calls again; bytes
+        already taken from it (decrypted ones in the SSL object, or the plain
+        socket's read buffer) do not, so schedule one read for them, and never more
+        than one (a pile of pending reads would starve the loop).
         """
         sock = self._mqttc.socket()
         if (
             self._read_pending
             or not self.active
-            or not isinstance(sock, ssl.SSLSocket)
-            or not sock.pending()
+            or not (
+                has_buffered(self._mqttc)
+                or (isinstance(sock, ssl.SSLSocket) and sock.pending())
+            )
         ):
             return
         self._read_pending = True

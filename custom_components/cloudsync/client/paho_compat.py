@@ -17,6 +17,10 @@ QoS 1/2 publishes, (un)subscribes, pings) with one ``send`` (plain TCP), then le
 ``loop_write`` write the rest (QoS 0 publishes, DISCONNECT, what did not fit) and keep
 its bookkeeping of the socket's write interest.
 
+paho also reads every packet with two or three ``recv`` calls (type, length, body).
+``install_buffered_reads`` gives a plain socket's client a reader that takes what the
+socket holds with one ``recv`` and hands paho its bytes from memory.
+
 For every message paho also walks its matcher of per-filter callbacks before calling
 ``on_message``; ``install_fast_messages`` calls ``on_message`` directly while no
 per-filter callback is registered (cloudsync registers none).
@@ -70,7 +74,8 @@ def read_packets(mqttc: mqtt.Client, limit: int) -> ReadOutcome:
     for _ in range(limit):
         rc = mqttc._packet_read()  # noqa: SLF001
         if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-            return ReadOutcome.DRAINED
+            # paho also stops a huge packet's body after 100 reads, maybe from memory.
+            return ReadOutcome.MORE if has_buffered(mqttc) else ReadOutcome.DRAINED
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             mqttc._loop_rc_handle(rc)  # noqa: SLF001
             return ReadOutcome.CLOSED
@@ -85,6 +90,66 @@ def _read_public(mqttc: mqtt.Client) -> ReadOutcome:
     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mqttc.socket() is None:
         return ReadOutcome.CLOSED
     return ReadOutcome.MORE
+
+
+_CHUNK = 65536
+
+
+class BufferedRecv:
+    """paho's ``_sock_recv`` for a plain socket: one large recv, then from memory."""
+
+    __slots__ = ("_data", "_mqttc", "_pos")
+
+    def __init__(self, mqttc: mqtt.Client) -> None:
+        """Read for ``mqttc`` from its current socket."""
+        self._mqttc = mqttc
+        self._data = b""
+        self._pos = 0
+
+    @property
+    def buffered(self) -> bool:
+        """Return True while bytes read from the socket wait for paho."""
+        return self._pos < len(self._data)
+
+    def __call__(self, bufsize: int) -> bytes:
+        """Return up to ``bufsize`` bytes; raise BlockingIOError when none are there."""
+        data, pos = self._data, self._pos
+        if pos >= len(data):
+            sock = self._mqttc._sock  # noqa: SLF001
+            if sock is None:
+                msg = "self._sock is None"
+                raise ConnectionError(msg)
+            if bufsize >= _CHUNK:
+                return sock.recv(bufsize)  # a large body: straight into paho's packet
+            data = sock.recv(_CHUNK)
+            if not data:
+                return data  # closed by the broker: paho handles it
+            self._data, pos = data, 0
+        end = pos + bufsize
+        self._pos = min(end, len(data))
+        return data[pos:end]
+
+
+def install_buffered_reads(mqttc: mqtt.Client) -> bool:
+    """Read a plain socket's packets through a BufferedRecv; False when not used.
+
+    TLS keeps paho's reads: its SSL object already buffers, and the bridge watches
+    what it holds.
+    """
+    if not (
+        USE_PRIVATE_READER
+        and callable(getattr(mqttc, "_sock_recv", None))
+        and type(getattr(mqttc, "_sock", None)) is socket.socket
+    ):
+        return False
+    mqttc._sock_recv = BufferedRecv(mqttc)  # type: ignore[method-assign]  # noqa: SLF001
+    return True
+
+
+def has_buffered(mqttc: mqtt.Client) -> bool:
+    """Return True when a BufferedRecv holds bytes paho has not read yet."""
+    reader = mqttc.__dict__.get("_sock_recv")
+    return isinstance(reader, BufferedRecv) and reader.buffered
 
 
 def has_private_writer(client_class: type[Any] = mqtt.Client) -> bool:
