@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
+import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -177,3 +179,35 @@ def test_without_matcher_paho_handles_messages() -> None:
     mqttc.on_message = None
     assert paho_compat.install_fast_messages(mqttc)
     mqttc._handle_on_message(_message())
+
+
+def test_joined_write_resumes_after_a_partial_send() -> None:
+    """A joined send the socket takes only part of continues where it stopped."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    mqttc = mqtt.Client(CallbackAPIVersion.VERSION2)
+    mqttc.on_socket_register_write = lambda *_: None  # paho only queues, as bridged
+    mqttc._sock = ours
+    sent: list[tuple[int, int]] = []
+    send = mqttc._sock_send
+
+    def counted(buf: bytes) -> int:
+        sent.append((len(buf), written := send(buf)))
+        return written
+
+    mqttc._sock_send = counted  # type: ignore[method-assign]
+    packets = [bytes([0x32, i]) + bytes([i]) * 30_000 for i in range(8)]
+    for mid, packet in enumerate(packets, 1):
+        mqttc._packet_queue(0x30, packet, mid, 1)
+    received = bytearray()
+    try:
+        while mqttc.want_write() or len(received) < sum(map(len, packets)):
+            paho_compat.write_packets(mqttc)
+            with contextlib.suppress(BlockingIOError):
+                received += theirs.recv(1 << 20)
+    finally:
+        ours.close()
+        theirs.close()
+    assert bytes(received) == b"".join(packets)
+    assert sent[0][0] == sum(map(len, packets)) > sent[0][1]  # joined, taken in part

@@ -24,6 +24,7 @@ from custom_components.cloudsync.client import (
     paho_client,
     parse_broker_url,
     private_key_to_pem,
+    topics as topics_module,
     validate_filter,
     validate_topic,
 )
@@ -139,6 +140,20 @@ def test_invalid_publish_topics(topic: str) -> None:
     """Wildcards, empty, NUL and oversized topics are refused for publishing."""
     with pytest.raises(InvalidTopicError):
         validate_topic(topic)
+
+
+def test_valid_topics_are_remembered_within_a_bound() -> None:
+    """A topic found valid is not checked again; the memory of them stays bounded."""
+    for i in range(3000):
+        validate_topic(f"remembered/{i}")
+    assert 0 < len(topics_module._VALID_TOPICS) <= topics_module._VALID_TOPICS_MAX
+    validate_topic("remembered/2999")
+    assert "remembered/2999" in topics_module._VALID_TOPICS
+    validate_topic("long/" + "x" * 300)
+    assert "long/" + "x" * 300 not in topics_module._VALID_TOPICS
+    for _ in range(2):  # refused every time, never remembered
+        with pytest.raises(InvalidTopicError):
+            validate_topic("remembered/+")
 
 
 @pytest.mark.parametrize(

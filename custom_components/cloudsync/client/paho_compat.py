@@ -11,6 +11,16 @@ common packet (two bytes: the message id, i.e. success without properties) with 
 objects instead, through paho's own ``_do_on_publish``; anything longer goes to paho's
 handler. Without those private names paho's handler stays.
 
+paho writes every queued packet with a ``send`` of its own. ``write_packets`` sends the
+packets at the head of the queue that need nothing from paho once written (acks,
+QoS 1/2 publishes, (un)subscribes, pings) with one ``send`` (plain TCP), then lets paho's
+``loop_write`` write the rest (QoS 0 publishes, DISCONNECT, what did not fit) and keep
+its bookkeeping of the socket's write interest.
+
+paho also reads every packet with two or three ``recv`` calls (type, length, body).
+``install_buffered_reads`` gives a plain socket's client a reader that takes what the
+socket holds with one ``recv`` and hands paho its bytes from memory.
+
 For every message paho also walks its matcher of per-filter callbacks before calling
 ``on_message``; ``install_fast_messages`` calls ``on_message`` directly while no
 per-filter callback is registered (cloudsync registers none).
@@ -21,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum, auto
 import logging
+import socket
 import struct
 from typing import Any
 
@@ -63,7 +74,8 @@ def read_packets(mqttc: mqtt.Client, limit: int) -> ReadOutcome:
     for _ in range(limit):
         rc = mqttc._packet_read()  # noqa: SLF001
         if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-            return ReadOutcome.DRAINED
+            # paho also stops a huge packet's body after 100 reads, maybe from memory.
+            return ReadOutcome.MORE if has_buffered(mqttc) else ReadOutcome.DRAINED
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             mqttc._loop_rc_handle(rc)  # noqa: SLF001
             return ReadOutcome.CLOSED
@@ -78,6 +90,126 @@ def _read_public(mqttc: mqtt.Client) -> ReadOutcome:
     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mqttc.socket() is None:
         return ReadOutcome.CLOSED
     return ReadOutcome.MORE
+
+
+_CHUNK = 65536
+
+
+class BufferedRecv:
+    """paho's ``_sock_recv`` for a plain socket: one large recv, then from memory."""
+
+    __slots__ = ("_data", "_mqttc", "_pos")
+
+    def __init__(self, mqttc: mqtt.Client) -> None:
+        """Read for ``mqttc`` from its current socket."""
+        self._mqttc = mqttc
+        self._data = b""
+        self._pos = 0
+
+    @property
+    def buffered(self) -> bool:
+        """Return True while bytes read from the socket wait for paho."""
+        return self._pos < len(self._data)
+
+    def __call__(self, bufsize: int) -> bytes:
+        """Return up to ``bufsize`` bytes; raise BlockingIOError when none are there."""
+        data, pos = self._data, self._pos
+        if pos >= len(data):
+            sock = self._mqttc._sock  # noqa: SLF001
+            if sock is None:
+                msg = "self._sock is None"
+                raise ConnectionError(msg)
+            if bufsize >= _CHUNK:
+                return sock.recv(bufsize)  # a large body: straight into paho's packet
+            data = sock.recv(_CHUNK)
+            if not data:
+                return data  # closed by the broker: paho handles it
+            self._data, pos = data, 0
+        end = pos + bufsize
+        self._pos = min(end, len(data))
+        return data[pos:end]
+
+
+def install_buffered_reads(mqttc: mqtt.Client) -> bool:
+    """Read a plain socket's packets through a BufferedRecv; False when not used.
+
+    TLS keeps paho's reads: its SSL object already buffers, and the bridge watches
+    what it holds.
+    """
+    if not (
+        USE_PRIVATE_READER
+        and callable(getattr(mqttc, "_sock_recv", None))
+        and type(getattr(mqttc, "_sock", None)) is socket.socket
+    ):
+        return False
+    mqttc._sock_recv = BufferedRecv(mqttc)  # type: ignore[method-assign]  # noqa: SLF001
+    return True
+
+
+def has_buffered(mqttc: mqtt.Client) -> bool:
+    """Return True when a BufferedRecv holds bytes paho has not read yet."""
+    reader = mqttc.__dict__.get("_sock_recv")
+    return isinstance(reader, BufferedRecv) and reader.buffered
+
+
+def has_private_writer(client_class: type[Any] = mqtt.Client) -> bool:
+    """Return True when ``client_class`` has the private calls ``write_packets`` uses."""
+    return callable(getattr(client_class, "_sock_send", None))
+
+
+USE_PRIVATE_WRITER = has_private_writer()
+# Packet types (high nibble) paho does nothing for once their bytes are written; a
+# publish is one of them at QoS 1/2 (its PUBACK/PUBCOMP completes it).
+_PUBLISH = PacketTypes.PUBLISH << 4
+_QUIET_WRITES = frozenset(
+    packet << 4
+    for packet in (
+        PacketTypes.PUBACK,
+        PacketTypes.PUBREC,
+        PacketTypes.PUBREL,
+        PacketTypes.PUBCOMP,
+        PacketTypes.SUBSCRIBE,
+        PacketTypes.UNSUBSCRIBE,
+        PacketTypes.PINGREQ,
+    )
+)
+
+
+def write_packets(mqttc: mqtt.Client) -> MQTTErrorCode:
+    """Write what paho has queued, the quiet packets at its head with one send."""
+    # Plain TCP only: after a partial TLS write OpenSSL wants the same buffer again,
+    # and paho would retry with the first packet alone.
+    if USE_PRIVATE_WRITER and type(getattr(mqttc, "_sock", None)) is socket.socket:
+        _send_joined(mqttc)
+    return mqttc.loop_write()
+
+
+def _send_joined(mqttc: mqtt.Client) -> None:
+    """Send the head's quiet packets in one call; leave any error to loop_write."""
+    queue = getattr(mqttc, "_out_packet", None)
+    if queue is None or len(queue) < 2:  # noqa: PLR2004 - nothing to join
+        return
+    chunks = []
+    for packet in queue:
+        command = packet["command"] & 0xF0
+        if command not in _QUIET_WRITES and not (command == _PUBLISH and packet["qos"]):
+            break
+        pos = packet["pos"]
+        chunks.append(packet["packet"][pos:] if pos else packet["packet"])
+    if len(chunks) < 2:  # noqa: PLR2004
+        return
+    try:
+        sent = mqttc._sock_send(b"".join(chunks))  # noqa: SLF001
+    except OSError:
+        return  # would block, or the link broke: paho's loop_write meets it too
+    while sent > 0:
+        packet = queue[0]
+        step = min(sent, packet["to_process"])
+        packet["pos"] += step
+        packet["to_process"] -= step
+        sent -= step
+        if not packet["to_process"]:
+            queue.popleft()
 
 
 _MID = struct.Struct("!H")

@@ -48,12 +48,25 @@ def _check_common(text: str, kind: str) -> None:
         raise InvalidTopicError(msg)
 
 
+# A publish's topic is checked by the broker object, the outbox and the connection, and
+# most publishes go to a few topics: remember short ones found valid (bounded).
+_VALID_TOPICS: dict[str, None] = {}
+_VALID_TOPICS_MAX = 1024
+_VALID_TOPIC_MAX_LENGTH = 256
+
+
 def validate_topic(topic: str) -> None:
     """Raise InvalidTopicError unless ``topic`` is a valid topic name to publish to."""
+    if type(topic) is str and topic in _VALID_TOPICS:
+        return
     _check_common(topic, "topic")
     if "+" in topic or "#" in topic:
         msg = f"topic {topic!r} contains a wildcard (+ or #); publish needs a concrete topic"
         raise InvalidTopicError(msg)
+    if len(topic) <= _VALID_TOPIC_MAX_LENGTH:
+        if len(_VALID_TOPICS) >= _VALID_TOPICS_MAX:
+            _VALID_TOPICS.clear()
+        _VALID_TOPICS[topic] = None
 
 
 def validate_filter(topic_filter: str) -> None:
