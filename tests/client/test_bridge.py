@@ -79,8 +79,9 @@ async def _stream(
 
 def _counting_sends(connection: BrokerConnection) -> list[int]:
     """Record the size of every send paho makes on the connection's socket."""
-    mqttc = connection._mqttc
-    assert mqttc is not None
+    link = connection._link
+    assert link is not None
+    mqttc = link.mqttc
     sizes: list[int] = []
     send = mqttc._sock_send
 
@@ -160,8 +161,9 @@ async def test_large_and_small_messages_arrive_whole_through_the_read_buffer(
     await receiver.connect()
     await sender.connect()
     try:
-        mqttc = receiver._mqttc
-        assert mqttc is not None
+        link = receiver._link
+        assert link is not None
+        mqttc = link.mqttc
         assert isinstance(mqttc._sock_recv, paho_compat.BufferedRecv)
         await receiver.subscribe("sizes/#", qos=1)
         payloads = [bytes([i]) * (3_000_000 if i == 5 else 10 + i) for i in range(12)]
