@@ -18,16 +18,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import json
-import os
 import sys
 import threading
 import time
 from typing import Any
 
 from paho.mqtt import client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-HOST = "127.0.0.1"
+from .subscriber import serve
+
 STATUS = "/status"
 
 
@@ -113,28 +112,12 @@ class MirrorCounter:
 
 def main() -> None:
     """Subscribe, say ready, then answer report requests until stdin closes."""
-    port, topic_filter = int(sys.argv[1]), sys.argv[2]
-    counter = MirrorCounter(topic_filter)
-    subscribed = threading.Event()
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-mirror-sub-{os.getpid()}"
+    counter = MirrorCounter(sys.argv[2])
+    serve(
+        "bench-mirror-sub",
+        counter,
+        lambda request: counter.report(request["expected"], request["timeout"]),
     )
-    client.on_message = counter.on_message
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.on_connect = counter.on_connect
-    client.connect(HOST, port)
-    client.loop_start()
-    if not subscribed.wait(10):
-        sys.exit("bench.mirror_subscriber: no SUBACK within 10 s")
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    for line in sys.stdin:
-        request = json.loads(line)
-        reply = counter.report(request["expected"], request["timeout"])
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
-    client.disconnect()
-    client.loop_stop()
 
 
 if __name__ == "__main__":

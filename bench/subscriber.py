@@ -21,6 +21,7 @@ delivery here. A topic's data is dropped once reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 import json
 import os
@@ -124,38 +125,56 @@ class Counter:
         client.subscribe(self.topic_filter, qos=1)
 
 
-def main() -> None:
-    """Subscribe, say ready, then answer report requests until stdin closes."""
-    port, topic_filter = int(sys.argv[1]), sys.argv[2]
-    counter = Counter(topic_filter)
+def serve(
+    name: str,
+    counter: Any,
+    answer: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    persistent: bool = False,
+) -> None:
+    """Run a counting child: subscribe, say ``ready``, answer requests on stdin.
+
+    ``counter`` gives on_message and on_connect; the broker's port is argv[1].
+    """
+    port = int(sys.argv[1])
     subscribed = threading.Event()
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"bench-sub-{os.getpid()}",
-        clean_session=False,
+        client_id=f"{name}-{os.getpid()}",
+        clean_session=not persistent,
     )
-    client.reconnect_delay_set(min_delay=0.05, max_delay=0.25)  # type: ignore[arg-type]
+    if persistent:
+        client.reconnect_delay_set(min_delay=0.05, max_delay=0.25)  # type: ignore[arg-type]
     client.on_message = counter.on_message
     client.on_subscribe = lambda *_args: subscribed.set()
     client.on_connect = counter.on_connect
     client.connect(HOST, port)
     client.loop_start()
     if not subscribed.wait(10):
-        sys.exit("bench.subscriber: no SUBACK within 10 s")
+        sys.exit(f"{name}: no SUBACK within 10 s")
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     for line in sys.stdin:
-        request = json.loads(line)
-        reply = counter.report(
+        sys.stdout.write(json.dumps(answer(json.loads(line))) + "\n")
+        sys.stdout.flush()
+    client.disconnect()
+    client.loop_stop()
+
+
+def main() -> None:
+    """Subscribe, say ready, then answer report requests until stdin closes."""
+    counter = Counter(sys.argv[2])
+    serve(
+        "bench-sub",
+        counter,
+        lambda request: counter.report(
             request["topic"],
             request["expected"],
             request["timeout"],
             order=request.get("order", False),
-        )
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
-    client.disconnect()
-    client.loop_stop()
+        ),
+        persistent=True,
+    )
 
 
 if __name__ == "__main__":

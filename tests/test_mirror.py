@@ -246,8 +246,8 @@ async def test_latest_only_queues_nothing_and_snapshots_on_connect(
             async with asyncio.timeout(0.5):
                 while True:
                     assert (await sub.message()).retain
-    # Before: only statuses (the last will; retained ones the session gets again).
-    assert {m.topic for m in got[:-3]} == {"home/status"}
+    # Before: statuses (the last will) and retained copies the session got again.
+    assert all(m.topic == "home/status" or m.retain for m in got[:-3])
     assert [m.retain for m in got[-3:]] == [False] * 3  # live, not stored copies
 
 
