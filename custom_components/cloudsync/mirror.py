@@ -100,7 +100,8 @@ class Mirror:
             self._add(entity_id, state)
         self._held.clear()
         self._append(self.config.status_topic, STATUS_OFFLINE, retain=True)
-        # HA cancels background tasks before the stop event: send from here.
+        # Sent from here, awaited by the unload or by HA's stop event (the entry's tasks
+        # are not waited for there).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_TIMEOUT):
                 if self._sender is not None and not self._sender.done():
