@@ -100,8 +100,8 @@ class Mirror:
             self._add(entity_id, state)
         self._held.clear()
         self._append(self.config.status_topic, STATUS_OFFLINE, retain=True)
-        # Sent from here, awaited by the unload or by HA's stop event (the entry's tasks
-        # are not waited for there).
+        # Awaited here: the unload, or HA's stop handler, returns only once these are
+        # sent or queued in the outbox, and before the broker object closes.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_TIMEOUT):
                 if self._sender is not None and not self._sender.done():
