@@ -171,6 +171,11 @@ class Mirror:
     def _forget(self, entity_id: str) -> None:
         self._topics.pop(entity_id, None)
         self._last_sent.pop(entity_id, None)
+        self._drop_held(entity_id)
+
+    @callback
+    def _drop_held(self, entity_id: str) -> None:
+        """Forget an entity's held state and stop its timer."""
         self._held.pop(entity_id, None)
         if (timer := self._timers.pop(entity_id, None)) is not None:
             timer.cancel()
@@ -192,9 +197,7 @@ class Mirror:
                 continue
             if interval:
                 self._last_sent[entity_id] = now
-                self._held.pop(entity_id, None)
-                if (timer := self._timers.pop(entity_id, None)) is not None:
-                    timer.cancel()
+                self._drop_held(entity_id)
             self._add(entity_id, state, snapshot=True)
 
     # -- sending ----------------------------------------------------------------------
