@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+import contextlib
 import socket
 import struct
 import time
@@ -38,19 +40,28 @@ async def test_steady_stream_is_not_held_for_a_delayed_ack(
     five passes.
     """
     receiver = BrokerConnection(config_for(plain_broker))
-    sender = BrokerConnection(config_for(plain_broker))
-    await receiver.connect()
-    await sender.connect()
-    try:
+    async with _linked(plain_broker, receiver) as sender:
         await receiver.subscribe("steady", qos=0)
         slowest: list[float] = []
         while len(slowest) < 5 and min(slowest, default=1) >= 0.035:
             slowest.append(await _stream(sender, receiver))
+    # A hold lasts the 40 ms timer; without one the slowest is a few ms.
+    assert min(slowest) < 0.035, slowest
+
+
+@contextlib.asynccontextmanager
+async def _linked(
+    broker: Mosquitto, receiver: BrokerConnection
+) -> AsyncIterator[BrokerConnection]:
+    """Connect ``receiver`` and a new sender to ``broker``; disconnect both after."""
+    sender = BrokerConnection(config_for(broker))
+    await receiver.connect()
+    await sender.connect()
+    try:
+        yield sender
     finally:
         await sender.disconnect()
         await receiver.disconnect()
-    # A hold lasts the 40 ms timer; without one the slowest is a few ms.
-    assert min(slowest) < 0.035, slowest
 
 
 async def _stream(
@@ -99,10 +110,7 @@ async def test_publishes_of_one_turn_go_out_in_one_send(
     """QoS 1 publishes made in one loop turn cost one send, and arrive in order."""
     recorder = Recorder()
     receiver = recorder.connection(config_for(plain_broker))
-    sender = BrokerConnection(config_for(plain_broker))
-    await receiver.connect()
-    await sender.connect()
-    try:
+    async with _linked(plain_broker, receiver) as sender:
         await receiver.subscribe("joined/#", qos=1)
         sizes = _counting_sends(sender)
         futures = [
@@ -112,9 +120,6 @@ async def test_publishes_of_one_turn_go_out_in_one_send(
         assert len(sizes) == 1, sizes
         await asyncio.wait_for(asyncio.gather(*futures), 5)
         got = [(await recorder.next_message()).payload for _ in futures]
-    finally:
-        await sender.disconnect()
-        await receiver.disconnect()
     assert got == [str(i).encode() for i in range(20)]
 
 
@@ -129,10 +134,7 @@ async def test_mixed_qos_publishes_of_one_turn_all_complete_in_order(
     """
     recorder = Recorder()
     receiver = recorder.connection(config_for(plain_broker))
-    sender = BrokerConnection(config_for(plain_broker))
-    await receiver.connect()
-    await sender.connect()
-    try:
+    async with _linked(plain_broker, receiver) as sender:
         await receiver.subscribe("mixed/#", qos=2)
         sizes = _counting_sends(sender)
         qos = [1, 2, 1, 1, 0, 1, 2, 0, 0, 1] * 3
@@ -142,9 +144,6 @@ async def test_mixed_qos_publishes_of_one_turn_all_complete_in_order(
         ]
         await asyncio.wait_for(asyncio.gather(*futures), 5)
         got = [await recorder.next_message() for _ in qos]
-    finally:
-        await sender.disconnect()
-        await receiver.disconnect()
     assert sizes[0] > max(sizes[1:])  # the first four went together
     for level in (0, 1, 2):
         sent = [str(i).encode() for i, q in enumerate(qos) if q == level]
@@ -157,10 +156,7 @@ async def test_large_and_small_messages_arrive_whole_through_the_read_buffer(
     """Packets read ahead into memory, a 3 MB one among small ones, reach paho whole."""
     recorder = Recorder()
     receiver = recorder.connection(config_for(plain_broker))
-    sender = BrokerConnection(config_for(plain_broker))
-    await receiver.connect()
-    await sender.connect()
-    try:
+    async with _linked(plain_broker, receiver) as sender:
         link = receiver._link
         assert link is not None
         mqttc = link.mqttc
@@ -173,7 +169,4 @@ async def test_large_and_small_messages_arrive_whole_through_the_read_buffer(
         ]
         await asyncio.wait_for(asyncio.gather(*futures), 10)
         got = [(await recorder.next_message()).payload for _ in payloads]
-    finally:
-        await sender.disconnect()
-        await receiver.disconnect()
     assert got == payloads
