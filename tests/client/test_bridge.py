@@ -17,6 +17,7 @@ from custom_components.cloudsync.client import (
     paho_compat,
 )
 from tests.mosquitto import Mosquitto
+from tests.pki import Pki
 
 from .helpers import Recorder, config_for
 
@@ -51,10 +52,10 @@ async def test_steady_stream_is_not_held_for_a_delayed_ack(
 
 @contextlib.asynccontextmanager
 async def _linked(
-    broker: Mosquitto, receiver: BrokerConnection
+    broker: Mosquitto, receiver: BrokerConnection, pki: Pki | None = None
 ) -> AsyncIterator[BrokerConnection]:
     """Connect ``receiver`` and a new sender to ``broker``; disconnect both after."""
-    sender = BrokerConnection(config_for(broker))
+    sender = BrokerConnection(config_for(broker, pki))
     await receiver.connect()
     await sender.connect()
     try:
@@ -150,13 +151,18 @@ async def test_mixed_qos_publishes_of_one_turn_all_complete_in_order(
         assert [m.payload for m in got if m.qos == level] == sent
 
 
+@pytest.mark.parametrize("kind", ["plain", "tls"])
 async def test_large_and_small_messages_arrive_whole_through_the_read_buffer(
-    plain_broker: Mosquitto,
+    request: pytest.FixtureRequest, pki: Pki, kind: str
 ) -> None:
-    """Packets read ahead into memory, a 3 MB one among small ones, reach paho whole."""
+    """Packets read ahead into memory, a 3 MB one among small ones, reach paho whole.
+
+    Over TLS a recv returns at most one record; the rest waits in the SSL object.
+    """
+    broker: Mosquitto = request.getfixturevalue(f"{kind}_broker")
     recorder = Recorder()
-    receiver = recorder.connection(config_for(plain_broker))
-    async with _linked(plain_broker, receiver) as sender:
+    receiver = recorder.connection(config_for(broker, pki))
+    async with _linked(broker, receiver, pki) as sender:
         link = receiver._link
         assert link is not None
         mqttc = link.mqttc

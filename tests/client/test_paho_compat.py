@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import replace
 import socket
@@ -13,8 +14,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 import pytest
 
 from custom_components.cloudsync.client import (
+    NotConnectedError,
     Protocol,
     attempt as attempt_module,
+    fastlane,
     paho_compat,
 )
 
@@ -34,73 +37,178 @@ def _client(acks: list[tuple[int, Any]]) -> mqtt.Client:
     return mqttc
 
 
-def _feed(mqttc: mqtt.Client, body: bytes) -> MQTTErrorCode:
-    """Hand the client a PUBACK with ``body`` as if it had just been read."""
+def _feed(mqttc: mqtt.Client, body: bytes, cmd: str = "PUBACK") -> MQTTErrorCode:
+    """Hand the client a PUBACK (or PUBCOMP) with ``body`` as if just read."""
     mqttc._in_packet = {
-        "command": 0x40,
+        "command": 0x40 if cmd == "PUBACK" else 0x70,
         "remaining_length": len(body),
         "packet": body,
     }
-    return mqttc._handle_pubackcomp("PUBACK")
+    return mqttc._handle_pubackcomp(cmd)
 
 
-def test_bare_puback_uses_shared_objects() -> None:
-    """A two-byte PUBACK settles its message with the shared success reason."""
-    acks: list[tuple[int, Any]] = []
-    mqttc = _client(acks)
-    assert paho_compat.install_fast_acks(mqttc)
-    mid = mqttc.publish("t", b"x", qos=1).mid
-    assert _feed(mqttc, struct.pack("!H", mid)) == MQTTErrorCode.MQTT_ERR_SUCCESS
-    assert acks == [(mid, paho_compat._BARE_ACKS["PUBACK"][0])]
-    assert acks[0][1] is paho_compat._BARE_ACKS["PUBACK"][0]
-    assert not acks[0][1].is_failure
-    assert mid not in mqttc._out_messages
-    # A second PUBACK for the same id is ignored, as paho does.
-    assert _feed(mqttc, struct.pack("!H", mid)) == MQTTErrorCode.MQTT_ERR_SUCCESS
-    assert len(acks) == 1
+def _queued(mqttc: mqtt.Client) -> bytes:
+    """Return (and forget) the packet paho queued last."""
+    return bytes(mqttc._out_packet.pop()["packet"])
 
 
-def test_puback_with_reason_goes_to_paho() -> None:
-    """An MQTT 5 PUBACK with a reason code is paho's to parse (a failure here)."""
-    acks: list[tuple[int, Any]] = []
-    mqttc = _client(acks)
-    assert paho_compat.install_fast_acks(mqttc)
-    mid = mqttc.publish("t", b"x", qos=1).mid
-    _feed(mqttc, struct.pack("!HB", mid, 0x87) + b"\x00")
-    assert acks[0][0] == mid
-    assert acks[0][1] is not paho_compat._BARE_ACKS["PUBACK"][0]
-    assert acks[0][1].is_failure
-    assert acks[0][1].value == 0x87
+@pytest.mark.parametrize(
+    "protocol", [MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5]
+)
+@pytest.mark.parametrize("size", [0, 1, 100, 16_400, 2_097_200])
+@pytest.mark.parametrize("retain", [False, True])
+def test_lane_packet_is_pahos(
+    protocol: MQTTProtocolVersion, size: int, retain: bool
+) -> None:
+    """The lane's PUBLISH is byte for byte the packet paho builds (1-4 length bytes)."""
+    mqttc = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
+    mqttc.on_socket_register_write = lambda *_: None  # paho only queues, as bridged
+    mqttc._sock = socket.socket()  # "connected": nothing is written (only queued)
+    lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None)
+    assert lane is not None
+    payload = bytes(range(256)) * (size // 256) + b"p" * (size % 256)
+    mid = lane.publish("zoo/ä/topic", payload, retain=retain)
+    ours = _queued(mqttc)
+    mqttc._send_publish(mid, "zoo/ä/topic".encode(), payload, 1, retain)
+    assert ours == _queued(mqttc)
 
 
-def test_without_private_names_paho_handles_acks() -> None:
-    """A paho without the private names keeps its own handler."""
+def test_lane_acks_its_publishes_and_leaves_pahos() -> None:
+    """Bare and MQTT 5 PUBACKs of lane publishes go to the lane; paho keeps its own."""
+    lane_acks: list[tuple[int, int]] = []
+    paho_acks: list[tuple[int, Any]] = []
+    mqttc = _client(paho_acks)
+    mqttc.on_socket_register_write = lambda *_: None
+    mqttc._sock = socket.socket()
+    lane = fastlane.install_lane(
+        mqttc, lambda mid, reason: lane_acks.append((mid, reason))
+    )
+    assert lane is not None
+    first = lane.publish("t", b"x", retain=False)
+    second = lane.publish("t", b"y", retain=False)
+    exactly_once = mqttc.publish("t", b"z", qos=2).mid  # paho's own, in _out_messages
+    assert _feed(mqttc, struct.pack("!H", first)) == MQTTErrorCode.MQTT_ERR_SUCCESS
+    _feed(mqttc, struct.pack("!HB", second, 0x87) + b"\x00")  # refused, MQTT 5
+    assert lane_acks == [(first, 0), (second, 0x87)]
+    assert paho_acks == []
+    mqttc._out_messages[exactly_once].state = mqtt.mqtt_ms_wait_for_pubcomp
+    _feed(mqttc, struct.pack("!H", exactly_once), "PUBCOMP")
+    assert [mid for mid, _reason in paho_acks] == [exactly_once]
+    assert not paho_acks[0][1].is_failure
+    assert exactly_once not in mqttc._out_messages
+    assert len(lane_acks) == 2
+
+
+def test_lane_refuses_a_closed_socket() -> None:
+    """Without paho's socket the lane raises NotConnectedError and queues nothing."""
+    mqttc = _client([])
+    lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None)
+    assert lane is not None
+    with pytest.raises(NotConnectedError):
+        lane.publish("t", b"x", retain=False)
+    assert not mqttc._out_packet
+
+
+def test_without_private_names_there_is_no_lane() -> None:
+    """A paho without the private names gets no lane: paho does everything."""
 
     class Bare:
         pass
 
-    assert not paho_compat.has_fast_acks(Bare())
-    assert not paho_compat.install_fast_acks(Bare())  # type: ignore[arg-type]
-    assert paho_compat.has_fast_acks(_client([]))  # the pinned paho 2.1
+    assert not fastlane.has_lane(Bare())
+    assert fastlane.install_lane(Bare(), lambda _m, _r: None) is None  # type: ignore[arg-type]
+    assert fastlane.has_lane(_client([]))  # the pinned paho 2.1
 
 
-@pytest.mark.parametrize("fast", [True, False])
+def _laned(sock: socket.socket, acked: list[int]) -> tuple[mqtt.Client, Any]:
+    """Return a client reading ``sock`` through a BufferedRecv, and its lane's ack."""
+    mqttc = mqtt.Client(CallbackAPIVersion.VERSION2)
+    mqttc._sock = sock
+    assert paho_compat.install_buffered_reads(mqttc)
+    lane = fastlane.install_lane(mqttc, lambda mid, _reason: acked.append(mid))
+    assert lane is not None
+    return mqttc, lane.ack
+
+
+def test_buffered_bare_acks_skip_paho() -> None:
+    """read_packets hands buffered bare PUBACKs to the lane; paho reads the rest."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    bare: list[int] = []
+    mqttc, ack = _laned(ours, bare)
+    messages: list[bytes] = []
+    mqttc.on_message = lambda _c, _u, msg: messages.append(msg.payload)
+    pubacks = b"".join(struct.pack("!BBH", 0x40, 2, mid) for mid in range(1, 101))
+    publish = bytes([0x30, 6, 0, 1]) + b"tmsg"  # QoS 0 on "t"
+    theirs.sendall(pubacks + publish + pubacks[:6])  # and 1.5 PUBACKs
+    read_by_paho = mqttc._packet_read
+    paho_reads: list[int] = []
+
+    def counted() -> MQTTErrorCode:
+        paho_reads.append(1)
+        return read_by_paho()
+
+    mqttc._packet_read = counted  # type: ignore[method-assign]
+    try:
+        outcome = paho_compat.read_packets(mqttc, 64, ack)
+        assert outcome is paho_compat.ReadOutcome.DRAINED
+        assert messages == [b"msg"]
+        assert bare == [*range(1, 101), 1]
+        # paho read the first PUBACK (it filled the buffer), the PUBLISH and the
+        # half PUBACK, which waits in paho for its second half.
+        assert len(paho_reads) == 3
+        assert mqttc._in_packet["command"] == 0x40
+        theirs.sendall(pubacks[6:8])
+        paho_compat.read_packets(mqttc, 64, ack)
+        assert bare[-1] == 2
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_acks_count_against_the_read_bound() -> None:
+    """Bare PUBACKs cost 1/ACKS_PER_PACKET of a packet: a bound still stops a read."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    bare: list[int] = []
+    mqttc, ack = _laned(ours, bare)
+    theirs.sendall(
+        b"".join(struct.pack("!BBH", 0x40, 2, mid) for mid in range(1, 1001))
+    )
+    try:
+        outcome = paho_compat.read_packets(mqttc, 8, ack)
+        assert outcome is paho_compat.ReadOutcome.MORE
+        # paho's read of the first counts as a packet, the rest 1/16 each.
+        per_packet = paho_compat.ACKS_PER_PACKET
+        assert len(bare) == 1 + 7 * per_packet
+        while paho_compat.read_packets(mqttc, 8, ack) is paho_compat.ReadOutcome.MORE:
+            pass
+        assert bare == list(range(1, 1001))
+    finally:
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize("lane", [True, False])
 @pytest.mark.parametrize("protocol", ["mqttv311", "mqttv5"])
 async def test_publish_acks_on_both_paths(
     broker_factory: BrokerFactory,
     pki: Pki,
     monkeypatch: pytest.MonkeyPatch,
-    fast: bool,
+    lane: bool,
     protocol: str,
 ) -> None:
-    """QoS 1 and 2 publishes are acknowledged with and without the fast path."""
+    """QoS 1 and 2 publishes are acknowledged with and without the lane."""
     installed: list[bool] = []
 
-    def install(mqttc: mqtt.Client) -> bool:
-        installed.append(fast and paho_compat.install_fast_acks(mqttc))
-        return installed[-1]
+    def install(
+        mqttc: mqtt.Client, on_ack: fastlane.AckHandler
+    ) -> fastlane.FastLane | None:
+        made = fastlane.install_lane(mqttc, on_ack) if lane else None
+        installed.append(made is not None)
+        return made
 
-    monkeypatch.setattr(attempt_module, "install_fast_acks", install)
+    monkeypatch.setattr(attempt_module, "install_lane", install)
     broker: Mosquitto = broker_factory()
     config = config_for(broker, pki)
     connection = Recorder().connection(replace(config, protocol=Protocol(protocol)))
@@ -113,10 +221,19 @@ async def test_publish_acks_on_both_paths(
         futures = [connection.publish_nowait("fast/n", b"y", qos=1) for _ in range(200)]
         for future in futures:
             await future
+        settled: list[object] = []
+        for qos in (0, 1, 2):
+            connection.send_publish_then("fast/cb", b"z", qos, settled.append)
+            assert settled == []  # never before it returns
+        for _ in range(100):
+            if len(settled) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert settled == [None, None, None]
     finally:
         await connection.disconnect()
     assert len(set(mids)) == 20
-    assert installed == [fast]
+    assert installed == [lane]
     assert connection.pending_acks == 0
 
 

@@ -19,6 +19,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from .bridge import SocketBridge
 from .config import BrokerConfig
 from .errors import BrokerTimeoutError, CloudSyncError
+from .fastlane import FastLane, install_lane
 from .paho_client import (
     PahoLog,
     blocking_connect,
@@ -27,7 +28,7 @@ from .paho_client import (
     create_client,
     handshake_error,
 )
-from .paho_compat import install_fast_acks, install_fast_messages
+from .paho_compat import install_fast_messages
 from .runtime import Executor
 from .tls import build_ssl_context
 
@@ -41,6 +42,7 @@ class PahoCallbacks:
     on_connect: Callable[..., None]
     on_message: Callable[..., None]
     on_ack: Callable[..., None]  # PUBACK/PUBCOMP/UNSUBACK and QoS 0 writes
+    on_lane_ack: Callable[[int, int], None]  # the fast lane's PUBACKs: mid, reason
     on_suback: Callable[..., None]
     on_disconnect: Callable[..., None]  # set once the socket is on the loop
 
@@ -88,7 +90,8 @@ class Attempt:
             config, connector.client_id, connector.ssl_context, self._timeout
         )
         mqttc.on_log = self._paho_log.on_log
-        install_fast_acks(mqttc)
+        # QoS 1 publishes go through the lane (paho's client when it is None).
+        self.lane: FastLane | None = install_lane(mqttc, callbacks.on_lane_ack)
         install_fast_messages(mqttc)
         mqttc.on_connect = callbacks.on_connect
         mqttc.on_message = callbacks.on_message
@@ -166,5 +169,7 @@ class Attempt:
             raise self.handshake_error(msg)
         # Set only now: paho would call it from the executor thread during connect().
         self.mqttc.on_disconnect = self._on_disconnect
-        self._bridge = SocketBridge(self._loop, self.mqttc)
+        self._bridge = SocketBridge(
+            self._loop, self.mqttc, self.lane.ack if self.lane is not None else None
+        )
         self._bridge.start(sock)

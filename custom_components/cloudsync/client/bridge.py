@@ -11,6 +11,7 @@ attempt; stopping it leaves the socket to its owner.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import socket
 import ssl
 from typing import Any
@@ -43,10 +44,19 @@ _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 class SocketBridge:
     """Feeds one paho client from the event loop until stopped."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, mqttc: mqtt.Client) -> None:
-        """Bridge ``mqttc``, whose socket is connected; call start() to begin."""
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        mqttc: mqtt.Client,
+        bare_ack: Callable[[int], None] | None = None,
+    ) -> None:
+        """Bridge ``mqttc``, whose socket is connected; call start() to begin.
+
+        ``bare_ack(mid)`` takes the bare PUBACKs read_packets finds in memory.
+        """
         self._loop = loop
         self._mqttc = mqttc
+        self._bare_ack = bare_ack
         self._fd: int | None = None
         self._sock: socket.socket | None = None
         self._misc_timer: asyncio.TimerHandle | None = None
@@ -97,7 +107,7 @@ class SocketBridge:
 
     def _on_readable(self) -> None:
         """Read every packet that arrived, up to a bound, then yield to the loop."""
-        outcome = read_packets(self._mqttc, MAX_PACKETS_PER_READ)
+        outcome = read_packets(self._mqttc, MAX_PACKETS_PER_READ, self._bare_ack)
         if outcome is ReadOutcome.CLOSED:
             return
         self._ack_now()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 import logging
 import ssl
 import time
@@ -26,7 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from .acks import AckTracker
+from .acks import AckCallback, AckTracker, settle_future
 from .attempt import MAX_PACKET_SIZE, Attempt, Connector, PahoCallbacks
 from .config import BrokerConfig
 from .errors import (
@@ -118,11 +119,12 @@ class BrokerConnection:
         self._resubscription = Resubscription(
             str(config.url), profile.max_filters_per_subscribe
         )
-        self._acks = AckTracker(str(config.url))
+        self._acks = AckTracker(str(config.url), self.metrics.record)
         callbacks = PahoCallbacks(
             self._on_connect,
             self._on_paho_message,
             self._acks.on_ack,
+            self._acks.lane_ack,
             self._on_suback,
             self._on_disconnect,
         )
@@ -181,6 +183,11 @@ class BrokerConnection:
         validate_filter(topic_filter)
         others = len(self._subscriptions) - (topic_filter in self._subscriptions)
         self.config.profile.check_subscribe(topic_filter, qos, others)
+
+    @property
+    def throttled(self) -> bool:
+        """Return True when the profile caps the outbound rate (see wait_turn)."""
+        return self._throttle.active
 
     async def wait_turn(self, size: int) -> None:
         """Wait until the profile's outbound budget lets a publish of ``size`` go."""
@@ -266,24 +273,66 @@ class BrokerConnection:
             future.set_result(None)
         return mid, future
 
+    def send_publish_then(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        done: AckCallback,
+        *,
+        retain: bool = False,
+    ) -> int:
+        """Send a publish now and return its mid; ``done(error)`` settles it later.
+
+        ``done`` gets None on PUBACK/PUBCOMP (QoS 1/2) or once written (QoS 0), and
+        the error otherwise (as publish_nowait's future would); it is never called
+        before this returns. Raises like publish_nowait (then ``done`` is not called).
+        """
+        return self._send_publish(topic, payload, qos, retain=retain, done=done)[0]
+
     def _send_publish(
-        self, topic: str, payload: bytes, qos: int, *, retain: bool
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        *,
+        retain: bool,
+        done: AckCallback | None = None,
     ) -> tuple[int, asyncio.Future[Any] | None]:
-        """Hand a publish to paho; return its mid and the future of its ack (if any)."""
+        """Hand a publish to the lane or paho; return its mid and its ack's future.
+
+        With ``done`` there is no future: ``done`` is called instead, never before
+        this returns.
+        """
         validate_topic(topic)
         if len(payload) + len(topic.encode()) + 7 > self._max_packet:
             msg = f"payload of {len(payload)} bytes exceeds the broker's packet limit"
             raise PayloadTooLargeError(msg)
         mqttc = self._require_connected()
+        if qos == 1 and (lane := self._link.lane) is not None:  # type: ignore[union-attr]
+            mid = lane.publish(topic, payload, retain=retain)
+            self.metrics.sent += 1
+            if done is not None:
+                self._acks.expect_call(mid, done)
+                return mid, None
+            assert self._loop is not None  # noqa: S101
+            future: asyncio.Future[Any] = self._loop.create_future()
+            self._acks.expect_call(mid, partial(settle_future, future))
+            return mid, future
         info = mqttc.publish(topic, payload, qos, retain)
         check_rc(info.rc, "publish", self.config)
         self.metrics.sent += 1
-        if info.is_published():
+        if info.is_published():  # a QoS 0 publish, already written
+            if done is not None:
+                self._loop.call_soon(done, None)  # type: ignore[union-attr]
             return info.mid, None
         future = self._expect(info.mid)
         if qos:
             sent_at = time.monotonic()
-            future.add_done_callback(lambda done: self.metrics.acked(sent_at, done))
+            future.add_done_callback(lambda acked: self.metrics.acked(sent_at, acked))
+        if done is not None:
+            future.add_done_callback(lambda settled: done(_ack_error(settled)))
+            return info.mid, None
         return info.mid, future
 
     async def subscribe(
@@ -451,3 +500,13 @@ class BrokerConnection:
         self._reported = connected
         if changed:
             self._connection_listeners.notify(connected)
+
+
+def _ack_error(future: asyncio.Future[Any]) -> CloudSyncError | None:
+    """Return the error a settled ack future carries, as an AckCallback gets it."""
+    if future.cancelled():
+        return NotConnectedError("cancelled")
+    error = future.exception()
+    if error is None or isinstance(error, CloudSyncError):
+        return error
+    return CloudSyncError(str(error))

@@ -50,6 +50,10 @@ class ConnectionMetrics:
         """
         if future.cancelled() or future.exception() is not None:
             return
+        self.record(sent_at)
+
+    def record(self, sent_at: float) -> None:
+        """Record the ack of a publish sent at ``sent_at`` (``time.monotonic()``)."""
         now = time.monotonic()
         self._latencies.append((now, now - sent_at))
 

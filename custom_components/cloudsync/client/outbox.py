@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 import secrets
 import time
-from typing import Any, Final
+from typing import Final
 
 from .connection import BrokerConnection
 from .errors import (
@@ -230,8 +230,10 @@ class Outbox:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         results: list[PublishResult | CloudSyncError | None] = [None] * len(messages)
-        waiting: list[tuple[int, QueuedMessage, int, asyncio.Future[Any]]] = []
+        waiting: list[tuple[int, QueuedMessage, int]] = []
+        acks = _BatchAcks(loop.create_future())
         to_queue: list[tuple[int, QueuedMessage]] = []
+        connection = self._connection
         self._active += 1
         try:
             for index, item in enumerate(messages):
@@ -249,15 +251,20 @@ class Outbox:
                 if to_queue or not (
                     await self._room(deadline)
                     if self._inflight >= self._window
-                    else self._connection.connected and not self.queued
+                    else connection.connected and not self.queued
                 ):
                     to_queue.append((index, message))
                     continue
-                # The profile's outbound budget (AWS IoT: 100/s) holds for batches too.
-                await self._connection.wait_turn(len(item.payload))
+                if connection.throttled:
+                    # The profile's outbound budget (AWS IoT: 100/s) holds for batches.
+                    await connection.wait_turn(len(item.payload))
                 try:
-                    mid, future = self._connection.send_publish(
-                        item.topic, item.payload, item.qos, retain=item.retain
+                    mid = connection.send_publish_then(
+                        item.topic,
+                        item.payload,
+                        item.qos,
+                        partial(self._batch_acked, acks, len(waiting)),
+                        retain=item.retain,
                     )
                 except NotConnectedError:
                     to_queue.append((index, message))
@@ -266,24 +273,13 @@ class Outbox:
                     results[index] = err
                     continue
                 self._inflight += 1
-                future.add_done_callback(self._released)
-                waiting.append((index, message, mid, future))
-            if pending := [entry[3] for entry in waiting if not entry[3].done()]:
-                await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
-            for index, message, mid, future in waiting:
-                error = _ack_error(future)
-                if error is None:
-                    results[index] = PublishResult(
-                        message.id, queued=False, qos=messages[index].qos, mid=mid
-                    )
-                elif isinstance(error, (NotConnectedError, BrokerTimeoutError)):
-                    to_queue.append((index, message))
-                else:
-                    results[index] = (
-                        error
-                        if isinstance(error, CloudSyncError)
-                        else CloudSyncError(str(error))
-                    )
+                acks.expect()
+                waiting.append((index, message, mid))
+            if acks.seal():
+                await asyncio.wait(
+                    [acks.done], timeout=max(0.0, deadline - loop.time())
+                )
+            to_queue += acks.read(waiting, messages, results)
             if to_queue:
                 await self._enqueue_many(sorted(to_queue), results)
         finally:
@@ -351,11 +347,12 @@ class Outbox:
             else:
                 results[index] = PublishResult(message.id, queued=True, qos=message.qos)
 
-    def _released(self, future: asyncio.Future[Any]) -> None:
+    def _batch_acked(
+        self, acks: _BatchAcks, slot: int, error: CloudSyncError | None
+    ) -> None:
         """Free a batch message's window slot once its ack settled (or failed)."""
-        if not future.cancelled():
-            future.exception()  # retrieved: a batch may have stopped waiting for it
         self._release()
+        acks.settle(slot, error)
 
     def stop_accepting(self) -> None:
         """Refuse new publishes (before the connection is closed on shutdown)."""
@@ -556,8 +553,12 @@ class Outbox:
 
     def _send(self, message: QueuedMessage) -> None:
         try:
-            future = self._connection.publish_nowait(
-                message.topic, message.payload, message.qos, retain=message.retain
+            self._connection.send_publish_then(
+                message.topic,
+                message.payload,
+                message.qos,
+                partial(self._on_ack, message),
+                retain=message.retain,
             )
         except PayloadTooLargeError:
             self._writer.drop(message, DropReason.TOO_LARGE)
@@ -567,15 +568,11 @@ class Outbox:
             return
         self._sent[message.seq] = message
         self._inflight += 1
-        future.add_done_callback(partial(self._on_ack, message))
 
-    def _on_ack(self, message: QueuedMessage, future: asyncio.Future[Any]) -> None:
+    def _on_ack(self, message: QueuedMessage, error: CloudSyncError | None) -> None:
         self._release()
         if self._sent.pop(message.seq, None) is None:
             return  # dropped while in flight
-        error = (
-            NotConnectedError("cancelled") if future.cancelled() else future.exception()
-        )
         if error is None:
             self._suspects.pop(message.seq, None)
             self._writer.delivered_message(message)
@@ -588,8 +585,7 @@ class Outbox:
             self._cursor = min(self._cursor, message.seq - 1)
             if isinstance(error, NotConnectedError):
                 self._link_dropped_under(message)
-            if isinstance(error, CloudSyncError):
-                self._failure = error
+            self._failure = error
 
     def _release(self) -> None:
         self._inflight -= 1
@@ -610,10 +606,62 @@ class Outbox:
             self._on_change()
 
 
-def _ack_error(future: asyncio.Future[Any]) -> BaseException | None:
-    """Return why a publish's ack future failed (a timeout while it is pending)."""
-    if not future.done():
-        return BrokerTimeoutError("no acknowledgement in time")
-    if future.cancelled():
-        return NotConnectedError("cancelled")
-    return future.exception()
+class _BatchAcks:
+    """The acks one publish_many waits for: an error (or None) per slot, and a future.
+
+    A late ack (after the batch stopped waiting) still frees its window slot; the
+    batch has read its slots by then and queued the ones without an answer.
+    """
+
+    __slots__ = ("_errors", "_left", "_sealed", "done")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        """Wait with ``done``, set once the batch is sealed and every ack settled."""
+        self.done = done
+        self._left = 0
+        self._sealed = False
+        self._errors: list[CloudSyncError | None] = []
+
+    def expect(self) -> None:
+        """Add a slot for the publish just sent."""
+        self._errors.append(_UNANSWERED)
+        self._left += 1
+
+    def seal(self) -> bool:
+        """Say that nothing more is sent; return True while acks are outstanding."""
+        self._sealed = True
+        return self._left > 0
+
+    def settle(self, slot: int, error: CloudSyncError | None) -> None:
+        """Record the answer of ``slot``."""
+        self._errors[slot] = error
+        self._left -= 1
+        if not self._left and self._sealed and not self.done.done():
+            self.done.set_result(None)
+
+    def read(
+        self,
+        sent: list[tuple[int, QueuedMessage, int]],
+        messages: Sequence[OutgoingMessage],
+        results: list[PublishResult | CloudSyncError | None],
+    ) -> list[tuple[int, QueuedMessage]]:
+        """Fill in the results of the ``sent`` (index, message, mid) slots.
+
+        Return the ones to queue: their link dropped, or no answer came in time.
+        """
+        to_queue = []
+        for slot, (index, message, mid) in enumerate(sent):
+            error = self._errors[slot]
+            if error is None:
+                results[index] = PublishResult(
+                    message.id, queued=False, qos=messages[index].qos, mid=mid
+                )
+            elif isinstance(error, (NotConnectedError, BrokerTimeoutError)):
+                to_queue.append((index, message))  # also one still unanswered
+            else:
+                results[index] = error
+        return to_queue
+
+
+# Never raised: the answer of a slot until its ack settles it.
+_UNANSWERED = BrokerTimeoutError("no acknowledgement in time")

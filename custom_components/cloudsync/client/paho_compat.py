@@ -5,11 +5,9 @@ when nothing is in flight, and leaves TLS records already decrypted in the SSL o
 unread until the next packet arrives. paho's own thread loop calls ``_packet_read`` until
 it reports no more data; so does ``read_packets`` while paho still has that method.
 
-paho 2.1 builds a ``ReasonCode`` and a ``Properties`` for every PUBACK and PUBCOMP, also
-under MQTT 3.1.1, and formats a log line for it. ``install_fast_acks`` answers the
-common packet (two bytes: the message id, i.e. success without properties) with shared
-objects instead, through paho's own ``_do_on_publish``; anything longer goes to paho's
-handler. Without those private names paho's handler stays.
+QoS 1 publishes and their PUBACKs bypass paho's per-message objects (fastlane.py);
+``read_packets`` hands the bare PUBACKs it finds in a BufferedRecv's memory to the lane
+without paho's reader.
 
 paho writes every queued packet with a ``send`` of its own. ``write_packets`` sends the
 packets at the head of the queue that need nothing from paho once written (acks,
@@ -18,7 +16,7 @@ QoS 1/2 publishes, (un)subscribes, pings) with one ``send`` (plain TCP), then le
 its bookkeeping of the socket's write interest.
 
 paho also reads every packet with two or three ``recv`` calls (type, length, body).
-``install_buffered_reads`` gives a plain socket's client a reader that takes what the
+``install_buffered_reads`` gives the client a reader that takes what the
 socket holds with one ``recv`` and hands paho its bytes from memory.
 
 For every message paho also walks its matcher of per-filter callbacks before calling
@@ -32,14 +30,13 @@ from collections.abc import Callable
 from enum import Enum, auto
 import logging
 import socket
-import struct
+import ssl
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,20 +64,45 @@ if not USE_PRIVATE_READER:  # pragma: no cover - depends on the installed paho
     )
 
 
-def read_packets(mqttc: mqtt.Client, limit: int) -> ReadOutcome:
-    """Read and handle up to ``limit`` packets that are waiting on the socket."""
+def read_packets(
+    mqttc: mqtt.Client, limit: int, bare_ack: Callable[[int], None] | None = None
+) -> ReadOutcome:
+    """Read and handle up to ``limit`` packets that are waiting on the socket.
+
+    With ``bare_ack``, bare PUBACKs already in a BufferedRecv's memory go to it
+    (``bare_ack(mid)``) without paho; ``ACKS_PER_PACKET`` of them count as one packet.
+    """
     if not USE_PRIVATE_READER:
         return _read_public(mqttc)
-    for _ in range(limit):
-        rc = mqttc._packet_read()  # noqa: SLF001
-        if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-            # paho also stops a huge packet's body after 100 reads, maybe from memory.
-            return ReadOutcome.MORE if has_buffered(mqttc) else ReadOutcome.DRAINED
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            mqttc._loop_rc_handle(rc)  # noqa: SLF001
-            return ReadOutcome.CLOSED
-        if mqttc.socket() is None:
-            return ReadOutcome.CLOSED
+    reader = mqttc.__dict__.get("_sock_recv") if bare_ack is not None else None
+    if not isinstance(reader, BufferedRecv):
+        reader = None
+    budget = limit * ACKS_PER_PACKET
+    acked = False
+    try:
+        while budget > 0:
+            if (
+                reader is not None
+                and reader.buffered
+                and not mqttc._in_packet["command"]  # noqa: SLF001 - between packets
+                and (taken := reader.take_acks(bare_ack, budget))  # type: ignore[arg-type]
+            ):
+                budget -= taken
+                acked = True
+                continue
+            rc = mqttc._packet_read()  # noqa: SLF001
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                # paho also stops a huge packet's body after 100 reads, maybe from memory.
+                return ReadOutcome.MORE if has_buffered(mqttc) else ReadOutcome.DRAINED
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                mqttc._loop_rc_handle(rc)  # noqa: SLF001
+                return ReadOutcome.CLOSED
+            if mqttc.socket() is None:
+                return ReadOutcome.CLOSED
+            budget -= ACKS_PER_PACKET
+    finally:
+        if acked:  # what paho's reads record, for its keepalive
+            mqttc._last_msg_in = time.monotonic()  # noqa: SLF001
     return ReadOutcome.MORE
 
 
@@ -93,16 +115,25 @@ def _read_public(mqttc: mqtt.Client) -> ReadOutcome:
 
 
 _CHUNK = 65536
+_PUBACK = PacketTypes.PUBACK << 4
+_BARE = 2  # the remaining length of a PUBACK with the message id alone
+# Bare PUBACKs handled from memory per packet of read_packets' limit: one costs
+# about a twentieth of a packet paho reads and handles.
+ACKS_PER_PACKET = 16
 
 
 class BufferedRecv:
-    """paho's ``_sock_recv`` for a plain socket: one large recv, then from memory."""
+    """paho's ``_sock_recv`` with one large recv, then the bytes from memory.
 
-    __slots__ = ("_data", "_mqttc", "_pos")
+    The socket is still read by paho's own ``_sock_recv`` (``recv``), which turns a
+    TLS socket's want-read/want-write into paho's BlockingIOError.
+    """
 
-    def __init__(self, mqttc: mqtt.Client) -> None:
-        """Read for ``mqttc`` from its current socket."""
-        self._mqttc = mqttc
+    __slots__ = ("_data", "_pos", "_recv")
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        """Read through ``recv``, paho's ``_sock_recv`` of the client."""
+        self._recv = recv
         self._data = b""
         self._pos = 0
 
@@ -115,13 +146,9 @@ class BufferedRecv:
         """Return up to ``bufsize`` bytes; raise BlockingIOError when none are there."""
         data, pos = self._data, self._pos
         if pos >= len(data):
-            sock = self._mqttc._sock  # noqa: SLF001
-            if sock is None:
-                msg = "self._sock is None"
-                raise ConnectionError(msg)
             if bufsize >= _CHUNK:
-                return sock.recv(bufsize)  # a large body: straight into paho's packet
-            data = sock.recv(_CHUNK)
+                return self._recv(bufsize)  # a large body: straight into paho's packet
+            data = self._recv(_CHUNK)
             if not data:
                 return data  # closed by the broker: paho handles it
             self._data, pos = data, 0
@@ -129,20 +156,43 @@ class BufferedRecv:
         self._pos = min(end, len(data))
         return data[pos:end]
 
+    def take_acks(self, ack: Callable[[int], None], limit: int) -> int:
+        """Hand up to ``limit`` bare PUBACKs at the head of the buffer to ``ack``.
+
+        Return how many were taken; the first other byte (or a PUBACK not read whole
+        yet) stops it, and paho reads from there.
+        """
+        data, pos = self._data, self._pos
+        end = len(data) - 3
+        taken = 0
+        while (
+            taken < limit
+            and pos < end
+            and data[pos] == _PUBACK
+            and data[pos + 1] == _BARE
+        ):
+            self._pos = pos + 4  # before the call: it may raise
+            ack((data[pos + 2] << 8) | data[pos + 3])
+            pos += 4
+            taken += 1
+        return taken
+
 
 def install_buffered_reads(mqttc: mqtt.Client) -> bool:
-    """Read a plain socket's packets through a BufferedRecv; False when not used.
+    """Read the client's packets through a BufferedRecv; False when not used.
 
-    TLS keeps paho's reads: its SSL object already buffers, and the bridge watches
-    what it holds.
+    A TLS socket returns at most one record (16 KiB) a recv; the bridge also watches
+    what its SSL object holds.
     """
+    recv = getattr(mqttc, "_sock_recv", None)
     if not (
         USE_PRIVATE_READER
-        and callable(getattr(mqttc, "_sock_recv", None))
-        and type(getattr(mqttc, "_sock", None)) is socket.socket
+        and callable(recv)
+        and not isinstance(recv, BufferedRecv)
+        and type(getattr(mqttc, "_sock", None)) in (socket.socket, ssl.SSLSocket)
     ):
         return False
-    mqttc._sock_recv = BufferedRecv(mqttc)  # type: ignore[method-assign]  # noqa: SLF001
+    mqttc._sock_recv = BufferedRecv(recv)  # type: ignore[method-assign]  # noqa: SLF001
     return True
 
 
@@ -210,51 +260,6 @@ def _send_joined(mqttc: mqtt.Client) -> None:
         sent -= step
         if not packet["to_process"]:
             queue.popleft()
-
-
-_MID = struct.Struct("!H")
-# Shared, never changed: what paho would build for a bare PUBACK / PUBCOMP.
-_BARE_ACKS: dict[str, tuple[ReasonCode, Properties]] = {
-    cmd: (ReasonCode(packet), Properties(packet))  # type: ignore[no-untyped-call]
-    for cmd, packet in (
-        ("PUBACK", PacketTypes.PUBACK),
-        ("PUBCOMP", PacketTypes.PUBCOMP),
-    )
-}
-_ACK_NAMES = ("_handle_pubackcomp", "_do_on_publish")
-_ACK_STATE = ("_in_packet", "_out_messages", "_out_message_mutex")
-
-
-def has_fast_acks(client: Any) -> bool:
-    """Return True when ``client`` (a paho client) has what the fast ack path uses."""
-    return all(callable(getattr(client, name, None)) for name in _ACK_NAMES) and all(
-        hasattr(client, name) for name in _ACK_STATE
-    )
-
-
-def install_fast_acks(mqttc: mqtt.Client) -> bool:
-    """Handle bare PUBACK/PUBCOMP packets without paho's per-packet objects.
-
-    Return False (paho's handler stays) when this paho lacks the private names.
-    """
-    if not has_fast_acks(mqttc):
-        return False
-    paho_handler: Callable[[Any], MQTTErrorCode] = mqttc._handle_pubackcomp  # noqa: SLF001
-    unpack = _MID.unpack_from
-
-    def handle_pubackcomp(cmd: str) -> MQTTErrorCode:
-        packet = mqttc._in_packet  # noqa: SLF001
-        if packet["remaining_length"] != 2:  # noqa: PLR2004 - the message id alone
-            return paho_handler(cmd)
-        (mid,) = unpack(packet["packet"])
-        with mqttc._out_message_mutex:  # noqa: SLF001
-            if mid in mqttc._out_messages:  # noqa: SLF001
-                reason, properties = _BARE_ACKS[cmd]
-                return mqttc._do_on_publish(mid, reason, properties)  # noqa: SLF001
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    mqttc._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]  # noqa: SLF001
-    return True
 
 
 def install_fast_messages(mqttc: mqtt.Client) -> bool:
