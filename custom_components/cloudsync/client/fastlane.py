@@ -10,7 +10,7 @@ everything else paho sends holds), and answers its PUBACK with the message id an
 the reason code's value alone.
 
 paho keeps the rest: QoS 0 and 2, subscriptions, keepalive, and PUBACKs of messages in
-its own ``_out_messages``. Without the private names this uses (``_mid_generate``,
+its own ``_out_messages``. Without the private names this uses (``_last_mid``,
 ``_packet_queue``, ``_handle_pubackcomp``, ``_in_packet``, ``_out_messages``) there is
 no lane and paho does everything.
 """
@@ -41,13 +41,14 @@ _BARE_ACKS: dict[str, tuple[ReasonCode, Properties]] = {
         ("PUBCOMP", PacketTypes.PUBCOMP),
     )
 }
-_CLIENT_CALLS = (
-    "_mid_generate",
-    "_packet_queue",
-    "_handle_pubackcomp",
-    "_do_on_publish",
+_CLIENT_CALLS = ("_packet_queue", "_handle_pubackcomp", "_do_on_publish")
+_CLIENT_STATE = (
+    "_in_packet",
+    "_out_messages",
+    "_out_message_mutex",
+    "_sock",
+    "_last_mid",
 )
-_CLIENT_STATE = ("_in_packet", "_out_messages", "_out_message_mutex", "_sock")
 
 
 def encode_publish(
@@ -112,7 +113,10 @@ class FastLane:
         if mqttc._sock is None:  # noqa: SLF001
             msg = "the connection is closing"
             raise NotConnectedError(msg)
-        mid = mqttc._mid_generate()  # noqa: SLF001
+        # paho's _mid_generate without its lock: ids are only made on the loop's
+        # thread once connected (the executor ran only the connect).
+        mid = mqttc._last_mid % 65535 + 1  # noqa: SLF001 - 1..65535, as paho wraps
+        mqttc._last_mid = mid  # noqa: SLF001
         packet = encode_publish(
             topic.encode(), payload, mid, retain=retain, v5=self._v5
         )
