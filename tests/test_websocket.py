@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-    from tests.mosquitto import Mosquitto
+    from tests.mosquitto import BrokerFactory, Mosquitto
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -110,6 +110,71 @@ async def test_publish_errors_use_the_table(
     )
     reply = await ws.receive_json()
     assert reply["error"]["code"] == "batch_too_large"
+
+
+async def test_publish_larger_than_the_window_waits_for_room(
+    hass_ws_client: Any, entry: MockConfigEntry, plain_broker: Mosquitto, prefix: str
+) -> None:
+    """A batch the window cannot take whole waits for room; commands meanwhile work."""
+    ws = await hass_ws_client()
+    big = [{"topic": f"{prefix}/big", "payload": str(i), "qos": 1} for i in range(250)]
+    async with MqttSubscriber(plain_broker, f"{prefix}/#", qos=1) as sub:
+        await ws.send_json_auto_id(
+            {"type": "cloudsync/publish", "url": plain_broker.url, "messages": big}
+        )
+        for i in range(3):  # small commands behind it, answered on their own
+            await ws.send_json_auto_id(
+                {
+                    "type": "cloudsync/publish",
+                    "url": plain_broker.url,
+                    "topic": f"{prefix}/small",
+                    "payload": f"s{i}",
+                    "qos": 1,
+                }
+            )
+        replies = [await ws.receive_json() for _ in range(4)]
+        got = await sub.messages(253)
+    assert all(reply["success"] for reply in replies), replies
+    assert sorted(reply["result"]["published"] for reply in replies) == [1, 1, 1, 250]
+    assert [m.payload for m in got if m.topic.endswith("/big")] == [
+        str(i).encode() for i in range(250)
+    ]
+    assert sorted(m.payload for m in got if m.topic.endswith("/small")) == [
+        b"s0",
+        b"s1",
+        b"s2",
+    ]
+
+
+async def test_publish_unacknowledged_in_time_is_queued(
+    hass: HomeAssistant, hass_ws_client: Any, broker_factory: BrokerFactory
+) -> None:
+    """Sent whole but not acked within the command's timeout: answered queued, delivered later."""
+    broker = broker_factory()
+    entry = await setup_entry(hass, entry_for(broker))
+    assert entry.state is ConfigEntryState.LOADED
+    ws = await hass_ws_client()
+    messages = [{"topic": "frozen/t", "payload": str(i), "qos": 1} for i in range(5)]
+    async with MqttSubscriber(broker, "frozen/#", qos=1) as sub:
+        broker.pause()
+        try:
+            await ws.send_json_auto_id(
+                {
+                    "type": "cloudsync/publish",
+                    "config_entry_id": entry.entry_id,
+                    "messages": messages,
+                    "timeout": 0.3,
+                }
+            )
+            reply = await ws.receive_json()
+        finally:
+            broker.resume()
+        got = await sub.messages(5, timeout=15)
+    assert reply["success"], reply
+    assert [r["status"] for r in reply["result"]["results"]] == ["queued"] * 5
+    # Sent before the timeout (the broker reads them once resumed), then again from
+    # the outbox behind them: at least once, in order.
+    assert [m.payload for m in got] == [str(i).encode() for i in range(5)]
 
 
 @pytest.mark.parametrize("backlog_known", [True, False])

@@ -20,7 +20,7 @@ from .payload import ENCODING_UTF8, ENCODINGS, decode_payload
 from .publishing import BatchMessage, Published
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from .apps import Principal
     from .broker import CloudSyncBroker
@@ -107,11 +107,38 @@ async def async_publish_batch(
 ) -> list[dict[str, Any]]:
     """Publish the valid messages in order; return every message's status."""
     valid = [message for message in messages if isinstance(message, BatchMessage)]
-    sent = iter(
-        await broker.async_publish_many(valid, timeout=timeout, principal=principal)
+    sent = await broker.async_publish_many(valid, timeout=timeout, principal=principal)
+    return statuses(messages, sent)
+
+
+def publish_batch_then(
+    broker: CloudSyncBroker,
+    messages: Sequence[BatchMessage | Exception],
+    done: Callable[[list[dict[str, Any]]], None],
+    *,
+    timeout: float | None = None,
+    principal: Principal,
+) -> bool:
+    """Publish a batch that can go whole now, ``done(statuses)`` once settled.
+
+    False (nothing sent) when it cannot: async_publish_batch waits for room then.
+    """
+    valid = [message for message in messages if isinstance(message, BatchMessage)]
+    return broker.publish_many_then(
+        valid,
+        lambda sent: done(statuses(messages, sent)),
+        timeout=timeout,
+        principal=principal,
     )
+
+
+def statuses(
+    messages: Sequence[BatchMessage | Exception], sent: Sequence[Published | Exception]
+) -> list[dict[str, Any]]:
+    """Return every message's status: the valid ones' in ``sent``, in order."""
+    answers = iter(sent)
     return [
-        status(next(sent) if isinstance(message, BatchMessage) else message)
+        status(next(answers) if isinstance(message, BatchMessage) else message)
         for message in messages
     ]
 

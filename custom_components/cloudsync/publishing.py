@@ -95,6 +95,38 @@ class PublishMixin:
         principal: Principal = SYSTEM,
     ) -> list[Published | Exception]:
         """Publish a batch in order, acks gathered once; a refused message fails alone."""
+        results, outgoing, places = self._outgoing(messages, principal)
+        sent = await self._outbox.publish_many(outgoing, timeout=timeout or ACK_TIMEOUT)
+        return _published(results, outgoing, places, sent)
+
+    def publish_many_then(
+        self,
+        messages: Sequence[BatchMessage],
+        done: Callable[[list[Published | Exception]], None],
+        *,
+        timeout: float | None = None,
+        principal: Principal = SYSTEM,
+    ) -> bool:
+        """Publish a batch that can go whole now; ``done(results)`` once settled.
+
+        Return False, having sent nothing, when it cannot all go now (see
+        Outbox.publish_many_then): async_publish_many then waits for room.
+        """
+        results, outgoing, places = self._outgoing(messages, principal)
+        return self._outbox.publish_many_then(
+            outgoing,
+            lambda sent: done(_published(results, outgoing, places, sent)),
+            timeout=timeout or ACK_TIMEOUT,
+        )
+
+    def _outgoing(
+        self, messages: Sequence[BatchMessage], principal: Principal
+    ) -> tuple[list[Published | Exception | None], list[OutgoingMessage], list[int]]:
+        """Check each message and resolve its defaults; a refused one fails alone.
+
+        Return the results so far (the refusals), the messages to send and where
+        each of those goes in the results.
+        """
         results: list[Published | Exception | None] = [None] * len(messages)
         outgoing: list[OutgoingMessage] = []
         places: list[int] = []
@@ -116,21 +148,7 @@ class PublishMixin:
                 )
             )
             places.append(index)
-        sent = await self._outbox.publish_many(outgoing, timeout=timeout or ACK_TIMEOUT)
-        for index, item, result in zip(places, outgoing, sent, strict=True):
-            results[index] = (
-                result
-                if isinstance(result, Exception)
-                else Published(
-                    item.topic,
-                    result.id,
-                    result.queued,
-                    result.qos,
-                    item.retain,
-                    result.mid,
-                )
-            )
-        return [result for result in results if result is not None]
+        return results, outgoing, places
 
     async def async_publish_own(
         self, messages: Sequence[OutgoingMessage]
@@ -156,3 +174,26 @@ class PublishMixin:
         for index, result in zip(places, sent, strict=True):
             results[index] = result
         return [result for result in results if result is not None]
+
+
+def _published(
+    results: list[Published | Exception | None],
+    outgoing: list[OutgoingMessage],
+    places: list[int],
+    sent: Sequence[PublishResult | CloudSyncError],
+) -> list[Published | Exception]:
+    """Put the outbox's answers for ``outgoing`` in their places."""
+    for index, item, result in zip(places, outgoing, sent, strict=True):
+        results[index] = (
+            result
+            if isinstance(result, Exception)
+            else Published(
+                item.topic,
+                result.id,
+                result.queued,
+                result.qos,
+                item.retain,
+                result.mid,
+            )
+        )
+    return [result for result in results if result is not None]

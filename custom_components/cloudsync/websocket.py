@@ -8,6 +8,7 @@ automations do, so they outlive reloads. Errors leave with the codes of errors.p
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.components import websocket_api
@@ -20,7 +21,7 @@ from homeassistant.core import HomeAssistant, callback
 import voluptuous as vol
 
 from .apps import Principal
-from .batch import async_publish_batch, counts, parse_messages
+from .batch import async_publish_batch, counts, parse_messages, publish_batch_then
 from .client import validate_filter
 from .const import MAX_APP_ID_LENGTH, MAX_URL_LENGTH
 from .errors import HANDLED, NotSubscribedError, error_code, error_kind
@@ -31,6 +32,7 @@ from .stream import MessageStream
 
 if TYPE_CHECKING:
     from .broker import CloudSyncBroker
+    from .publishing import BatchMessage
 
 DEFAULT_APP_ID: Final = "homeassistant"
 PUBLISH_COMMAND: Final = "cloudsync/publish"
@@ -117,13 +119,17 @@ def _publish_command(msg: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-@async_response
-async def ws_publish(
+@callback
+def ws_publish(
     hass: HomeAssistant,
     connection: ActiveConnection,
     msg: dict[str, Any],
 ) -> None:
-    """Publish one message or many in order; answer a status for each."""
+    """Publish one message or many in order; answer a status for each.
+
+    A batch that can go whole now is answered from its last ack's callback (no task
+    per command); one that has to wait for room or be queued gets a task.
+    """
     try:
         data = _publish_command(msg)
         if "messages" in data:
@@ -131,16 +137,51 @@ async def ws_publish(
         else:
             messages = [{key: data[key] for key in _MESSAGE_FIELDS if key in data}]
         broker = _broker(hass, data)
-        statuses = await async_publish_batch(
+        parsed = parse_messages(messages, data.get("app_id", DEFAULT_APP_ID), "app_id")
+        timeout, principal = data.get("timeout"), _principal(connection)
+        if publish_batch_then(
             broker,
-            parse_messages(messages, data.get("app_id", DEFAULT_APP_ID), "app_id"),
-            timeout=data.get("timeout"),
-            principal=_principal(connection),
+            parsed,
+            partial(_send_statuses, connection, msg["id"]),
+            timeout=timeout,
+            principal=principal,
+        ):
+            return
+    except HANDLED as err:
+        send_error(connection, msg["id"], err)
+        return
+    hass.async_create_background_task(
+        _publish_waiting(connection, msg, broker, parsed, timeout, principal),
+        f"cloudsync websocket publish {msg['id']}",
+    )
+
+
+async def _publish_waiting(  # noqa: PLR0913
+    connection: ActiveConnection,
+    msg: dict[str, Any],
+    broker: CloudSyncBroker,
+    messages: list[BatchMessage | Exception],
+    timeout: float | None,
+    principal: Principal,
+) -> None:
+    """Publish a batch that waits for room in the window, or is queued."""
+    try:
+        statuses = await async_publish_batch(
+            broker, messages, timeout=timeout, principal=principal
         )
     except HANDLED as err:
         send_error(connection, msg["id"], err)
         return
-    connection.send_result(msg["id"], {**counts(statuses), "results": statuses})
+    except Exception as err:  # noqa: BLE001 - answered as HA's @async_response does
+        connection.async_handle_exception(msg, err)
+        return
+    _send_statuses(connection, msg["id"], statuses)
+
+
+def _send_statuses(
+    connection: ActiveConnection, msg_id: int, statuses: list[dict[str, Any]]
+) -> None:
+    connection.send_result(msg_id, {**counts(statuses), "results": statuses})
 
 
 @websocket_command(

@@ -602,3 +602,43 @@ async def test_publish_many_queues_on_timeout_and_when_down(
     finally:
         await connection.disconnect()
         await outbox.close()
+
+
+async def test_batch_sent_whole_refuses_bad_messages_alone(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """A batch that goes whole at once: a bad topic or a too large payload fails alone."""
+    broker = broker_factory(extra_config=["max_packet_size 512"])
+    connection = BrokerConnection(config_for(broker, protocol=Protocol.MQTTV5))
+    await connection.connect()
+    outbox = Outbox(connection, tmp_path / "o.db")
+    await outbox.open()
+    answered: list[list[PublishResult | Exception]] = []
+    try:
+        async with MqttSubscriber(broker, "whole/#", qos=1) as sub:
+            batch = [
+                OutgoingMessage("whole/a", b"a", 1),
+                OutgoingMessage("whole/+", b"bad topic", 1),
+                OutgoingMessage("whole/big", b"x" * 1000, 1),
+                OutgoingMessage("whole/b", b"b", 0),
+            ]
+            assert outbox.publish_many_then(batch, answered.append, timeout=5)
+            assert answered == []  # never before it returns
+            await _wait_for(lambda: bool(answered))
+            got = await sub.messages(2)
+        results = answered[0]
+        assert [type(result) for result in results] == [
+            PublishResult,
+            InvalidTopicError,
+            PayloadTooLargeError,
+            PublishResult,
+        ]
+        assert [m.payload for m in got] == [b"a", b"b"]
+        assert outbox.queued == 0
+        # More than the window: not sent whole, nothing done (publish_many waits).
+        many = [OutgoingMessage("whole/m", b"m", 1)] * 101
+        assert not outbox.publish_many_then(many, answered.append)
+        assert len(answered) == 1
+    finally:
+        await connection.disconnect()
+        await outbox.close()

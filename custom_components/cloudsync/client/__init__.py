@@ -35,7 +35,8 @@ from .errors import (
     UnknownHostError,
 )
 from .metrics import MetricsSnapshot
-from .outbox import Outbox, OutboxStats, OutgoingMessage, PublishResult
+from .outbox import Outbox, OutboxStats
+from .outbox_batch import OutgoingMessage, PublishResult
 from .outbox_store import (
     DroppedMessage,
     DropReason,

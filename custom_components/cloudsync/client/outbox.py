@@ -28,9 +28,11 @@ from .errors import (
     CloudSyncError,
     NotConnectedError,
     OutboxClosedError,
+    OutboxError,
     OutboxFullError,
     PayloadTooLargeError,
 )
+from .outbox_batch import BatchAcks, BatchResults, OutgoingMessage, PublishResult
 from .outbox_store import (
     DroppedMessage,
     DropReason,
@@ -53,27 +55,6 @@ RETRY_DELAY: Final = 1.0
 # that the link drops for that often while alone goes to the dead letters.
 SUSPECT_AFTER: Final = 2
 MIN_SLEEP: Final = 0.01
-
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    """How a publish was taken: sent and acknowledged, or queued in the outbox."""
-
-    id: str
-    queued: bool
-    qos: int
-    mid: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """One message of a batch; a QoS that was only a default drains at QoS 1."""
-
-    topic: str
-    payload: bytes
-    qos: int = 0
-    retain: bool = False
-    qos_explicit: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,12 +207,128 @@ class Outbox:
         loses its link or ack, is queued in order as publish() does; a message that
         is refused (bad topic, too large, broker's reason code) fails alone.
         """
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[PublishResult | CloudSyncError]] = (
+            loop.create_future()
+        )
+        if self.publish_many_then(messages, partial(_answer, answer), timeout=timeout):
+            return await answer
+        return await self._publish_many_waiting(messages, timeout)
+
+    def publish_many_then(
+        self,
+        messages: Sequence[OutgoingMessage],
+        done: Callable[[list[PublishResult | CloudSyncError]], None],
+        *,
+        timeout: float = 10.0,
+    ) -> bool:
+        """Send a whole batch now and call ``done(results)`` once it is settled.
+
+        Only when all of it can go now: connected, nothing queued, room in the window
+        for every message, no rate cap. Otherwise return False, having done nothing
+        (publish_many then waits for room). The results are publish_many's; ``done``
+        is never called before this returns.
+        """
+        self._check_open()
+        connection = self._connection
+        if (
+            self.queued
+            or not connection.connected
+            or connection.throttled
+            or self._inflight + len(messages) > self._window
+        ):
+            return False
+        loop = asyncio.get_running_loop()
+        results: BatchResults = [None] * len(messages)
+        sent: list[tuple[int, QueuedMessage, int]] = []
+        to_queue: list[tuple[int, QueuedMessage]] = []
+        acks = BatchAcks(
+            lambda: self._batch_over(acks, sent, messages, results, to_queue, done)
+        )
+        self._active += 1
+        for index, item in enumerate(messages):
+            try:
+                message = self._new_message(
+                    item.topic,
+                    item.payload,
+                    item.qos,
+                    retain=item.retain,
+                    qos_explicit=item.qos_explicit,
+                )
+                if to_queue:  # the link dropped: the rest keeps its order behind
+                    to_queue.append((index, message))
+                    continue
+                mid = connection.send_publish_then(
+                    item.topic,
+                    item.payload,
+                    item.qos,
+                    partial(self._batch_acked, acks, len(sent)),
+                    retain=item.retain,
+                )
+            except NotConnectedError:
+                to_queue.append((index, message))
+                continue
+            except CloudSyncError as err:
+                results[index] = err
+                continue
+            self._inflight += 1
+            acks.expect()
+            sent.append((index, message, mid))
+        acks.seal(loop, loop.time() + timeout)
+        return True
+
+    def _batch_over(  # noqa: PLR0913
+        self,
+        acks: BatchAcks,
+        sent: list[tuple[int, QueuedMessage, int]],
+        messages: Sequence[OutgoingMessage],
+        results: BatchResults,
+        to_queue: list[tuple[int, QueuedMessage]],
+        done: Callable[[list[PublishResult | CloudSyncError]], None],
+    ) -> None:
+        """Answer a batch sent whole, after queuing what lost its link or ack."""
+        to_queue += acks.read(sent, messages, results)
+        if to_queue:
+            self._create_task(
+                self._queue_rest(sorted(to_queue), results, done), "cloudsync outbox"
+            )
+            return
+        self._batch_answered(results, done)
+
+    async def _queue_rest(
+        self,
+        to_queue: list[tuple[int, QueuedMessage]],
+        results: BatchResults,
+        done: Callable[[list[PublishResult | CloudSyncError]], None],
+    ) -> None:
+        try:
+            await self._enqueue_many(to_queue, results)
+        except Exception as err:  # noqa: BLE001 - each message gets the reason
+            for index, _message in to_queue:
+                if results[index] is None:
+                    results[index] = OutboxError(f"could not queue it: {err}")
+        self._batch_answered(results, done)
+
+    def _batch_answered(
+        self,
+        results: BatchResults,
+        done: Callable[[list[PublishResult | CloudSyncError]], None],
+    ) -> None:
+        self._active -= 1
+        self._progress.set()
+        done([result for result in results if result is not None])
+
+    async def _publish_many_waiting(
+        self, messages: Sequence[OutgoingMessage], timeout: float
+    ) -> list[PublishResult | CloudSyncError]:
+        """Publish a batch that cannot go whole now: wait for room, queue the rest."""
         self._check_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        results: list[PublishResult | CloudSyncError | None] = [None] * len(messages)
-        waiting: list[tuple[int, QueuedMessage, int]] = []
-        acks = _BatchAcks(loop.create_future())
+        results: BatchResults = [None] * len(messages)
+        sent: list[tuple[int, QueuedMessage, int]] = []
+        over = loop.create_future()
+        acks = BatchAcks(partial(_answer, over, None))
         to_queue: list[tuple[int, QueuedMessage]] = []
         connection = self._connection
         self._active += 1
@@ -263,7 +360,7 @@ class Outbox:
                         item.topic,
                         item.payload,
                         item.qos,
-                        partial(self._batch_acked, acks, len(waiting)),
+                        partial(self._batch_acked, acks, len(sent)),
                         retain=item.retain,
                     )
                 except NotConnectedError:
@@ -274,12 +371,10 @@ class Outbox:
                     continue
                 self._inflight += 1
                 acks.expect()
-                waiting.append((index, message, mid))
-            if acks.seal():
-                await asyncio.wait(
-                    [acks.done], timeout=max(0.0, deadline - loop.time())
-                )
-            to_queue += acks.read(waiting, messages, results)
+                sent.append((index, message, mid))
+            acks.seal(loop, deadline)
+            await over
+            to_queue += acks.read(sent, messages, results)
             if to_queue:
                 await self._enqueue_many(sorted(to_queue), results)
         finally:
@@ -348,7 +443,7 @@ class Outbox:
                 results[index] = PublishResult(message.id, queued=True, qos=message.qos)
 
     def _batch_acked(
-        self, acks: _BatchAcks, slot: int, error: CloudSyncError | None
+        self, acks: BatchAcks, slot: int, error: CloudSyncError | None
     ) -> None:
         """Free a batch message's window slot once its ack settled (or failed)."""
         self._release()
@@ -606,62 +701,7 @@ class Outbox:
             self._on_change()
 
 
-class _BatchAcks:
-    """The acks one publish_many waits for: an error (or None) per slot, and a future.
-
-    A late ack (after the batch stopped waiting) still frees its window slot; the
-    batch has read its slots by then and queued the ones without an answer.
-    """
-
-    __slots__ = ("_errors", "_left", "_sealed", "done")
-
-    def __init__(self, done: asyncio.Future[None]) -> None:
-        """Wait with ``done``, set once the batch is sealed and every ack settled."""
-        self.done = done
-        self._left = 0
-        self._sealed = False
-        self._errors: list[CloudSyncError | None] = []
-
-    def expect(self) -> None:
-        """Add a slot for the publish just sent."""
-        self._errors.append(_UNANSWERED)
-        self._left += 1
-
-    def seal(self) -> bool:
-        """Say that nothing more is sent; return True while acks are outstanding."""
-        self._sealed = True
-        return self._left > 0
-
-    def settle(self, slot: int, error: CloudSyncError | None) -> None:
-        """Record the answer of ``slot``."""
-        self._errors[slot] = error
-        self._left -= 1
-        if not self._left and self._sealed and not self.done.done():
-            self.done.set_result(None)
-
-    def read(
-        self,
-        sent: list[tuple[int, QueuedMessage, int]],
-        messages: Sequence[OutgoingMessage],
-        results: list[PublishResult | CloudSyncError | None],
-    ) -> list[tuple[int, QueuedMessage]]:
-        """Fill in the results of the ``sent`` (index, message, mid) slots.
-
-        Return the ones to queue: their link dropped, or no answer came in time.
-        """
-        to_queue = []
-        for slot, (index, message, mid) in enumerate(sent):
-            error = self._errors[slot]
-            if error is None:
-                results[index] = PublishResult(
-                    message.id, queued=False, qos=messages[index].qos, mid=mid
-                )
-            elif isinstance(error, (NotConnectedError, BrokerTimeoutError)):
-                to_queue.append((index, message))  # also one still unanswered
-            else:
-                results[index] = error
-        return to_queue
-
-
-# Never raised: the answer of a slot until its ack settles it.
-_UNANSWERED = BrokerTimeoutError("no acknowledgement in time")
+def _answer[T](future: asyncio.Future[T], result: T) -> None:
+    """Settle ``future`` unless its waiter gave up (cancelled)."""
+    if not future.done():
+        future.set_result(result)

@@ -1,0 +1,113 @@
+"""One publish_many in flight: its messages, their acks, its deadline.
+
+A batch that can go whole at once (connected, nothing queued, room in the window, no
+rate cap) is sent without waiting and finishes from its last ack's callback, so a
+caller that answers from a callback (the websocket API) needs no task per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .errors import BrokerTimeoutError, CloudSyncError, NotConnectedError
+from .outbox_store import QueuedMessage
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """How a publish was taken: sent and acknowledged, or queued in the outbox."""
+
+    id: str
+    queued: bool
+    qos: int
+    mid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message of a batch; a QoS that was only a default drains at QoS 1."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    qos_explicit: bool = True
+
+
+type BatchResults = list[PublishResult | CloudSyncError | None]
+# Never raised: the answer of a slot until its ack settles it.
+_UNANSWERED = BrokerTimeoutError("no acknowledgement in time")
+
+
+class BatchAcks:
+    """The acks one batch waits for: an error (or None) per slot.
+
+    ``finished`` is called once: when the batch is sealed and every ack settled, or
+    at the deadline. A late ack (after that) still frees its window slot in the
+    outbox; the batch has read its slots by then and queued the unanswered ones.
+    """
+
+    __slots__ = ("_errors", "_finished", "_left", "_sealed", "_timer")
+
+    def __init__(self, finished: Callable[[], None]) -> None:
+        """Call ``finished`` once the batch is over."""
+        self._finished: Callable[[], None] | None = finished
+        self._left = 0
+        self._sealed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._errors: list[CloudSyncError | None] = []
+
+    def expect(self) -> int:
+        """Add a slot for the publish about to be sent; return its number."""
+        self._errors.append(_UNANSWERED)
+        self._left += 1
+        return len(self._errors) - 1
+
+    def seal(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Say that nothing more is sent; finish by ``deadline`` (loop time)."""
+        self._sealed = True
+        if self._left:
+            self._timer = loop.call_at(deadline, self._finish)
+        else:
+            loop.call_soon(self._finish)  # never from inside the caller
+
+    def settle(self, slot: int, error: CloudSyncError | None) -> None:
+        """Record the answer of ``slot``."""
+        self._errors[slot] = error
+        self._left -= 1
+        if not self._left and self._sealed:
+            self._finish()
+
+    def _finish(self) -> None:
+        if (finished := self._finished) is None:
+            return
+        self._finished = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        finished()
+
+    def read(
+        self,
+        sent: list[tuple[int, QueuedMessage, int]],
+        messages: Sequence[OutgoingMessage],
+        results: BatchResults,
+    ) -> list[tuple[int, QueuedMessage]]:
+        """Fill in the results of the ``sent`` (index, message, mid) slots.
+
+        Return the ones to queue: their link dropped, or no answer came in time.
+        """
+        to_queue = []
+        for slot, (index, message, mid) in enumerate(sent):
+            error = self._errors[slot]
+            if error is None:
+                results[index] = PublishResult(
+                    message.id, queued=False, qos=messages[index].qos, mid=mid
+                )
+            elif isinstance(error, (NotConnectedError, BrokerTimeoutError)):
+                to_queue.append((index, message))  # also one still unanswered
+            else:
+                results[index] = error
+        return to_queue
