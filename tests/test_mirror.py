@@ -201,6 +201,10 @@ async def test_changes_while_broker_down_arrive_in_order(
         for m in got
         if m.topic == "home/sensor/counter/state" and not m.retain
     ]
+    if states[:1] == [b"start"]:
+        # The snapshot before the outage, again: the broker resends a QoS 1 message
+        # whose PUBACK from mosquitto_sub it had not handled when its state was saved.
+        del states[0]
     report = compare([v.encode() for v in values], states[:300])
     assert report.complete
     assert report.out_of_order == 0
