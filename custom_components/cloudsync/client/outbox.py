@@ -32,7 +32,7 @@ from .errors import (
     OutboxFullError,
     PayloadTooLargeError,
 )
-from .outbox_batch import BatchAcks, BatchResults, OutgoingMessage, PublishResult
+from .outbox_batch import BatchAcks, OutgoingMessage, PublishResult
 from .outbox_store import (
     DroppedMessage,
     DropReason,
@@ -239,84 +239,95 @@ class Outbox:
         ):
             return False
         loop = asyncio.get_running_loop()
-        results: BatchResults = [None] * len(messages)
-        sent: list[tuple[int, QueuedMessage, int]] = []
-        to_queue: list[tuple[int, QueuedMessage]] = []
-        acks = BatchAcks(
-            lambda: self._batch_over(acks, sent, messages, results, to_queue, done)
+        batch = BatchAcks(
+            len(messages), lambda: self._batch_over(batch, messages, done)
         )
         self._active += 1
         for index, item in enumerate(messages):
-            try:
-                message = self._new_message(
-                    item.topic,
-                    item.payload,
-                    item.qos,
-                    retain=item.retain,
-                    qos_explicit=item.qos_explicit,
-                )
-                if to_queue:  # the link dropped: the rest keeps its order behind
-                    to_queue.append((index, message))
-                    continue
-                mid = connection.send_publish_then(
-                    item.topic,
-                    item.payload,
-                    item.qos,
-                    partial(self._batch_acked, acks, len(sent)),
-                    retain=item.retain,
-                )
-            except NotConnectedError:
-                to_queue.append((index, message))
+            if (message := self._batch_message(batch, index, item)) is None:
                 continue
-            except CloudSyncError as err:
-                results[index] = err
-                continue
-            self._inflight += 1
-            acks.expect()
-            sent.append((index, message, mid))
-        acks.seal(loop, loop.time() + timeout)
+            if batch.to_queue:  # the link dropped: the rest keeps its order behind
+                batch.to_queue.append((index, message))
+            else:
+                self._batch_send(batch, index, item, message)
+        batch.seal(loop, loop.time() + timeout)
         return True
 
-    def _batch_over(  # noqa: PLR0913
+    def _batch_message(
+        self, batch: BatchAcks, index: int, item: OutgoingMessage
+    ) -> QueuedMessage | None:
+        """Return a batch's message, numbered; None (its result is the error) if refused."""
+        try:
+            return self._new_message(
+                item.topic,
+                item.payload,
+                item.qos,
+                retain=item.retain,
+                qos_explicit=item.qos_explicit,
+            )
+        except CloudSyncError as err:
+            batch.results[index] = err
+            return None
+
+    def _batch_send(
         self,
-        acks: BatchAcks,
-        sent: list[tuple[int, QueuedMessage, int]],
+        batch: BatchAcks,
+        index: int,
+        item: OutgoingMessage,
+        message: QueuedMessage,
+    ) -> None:
+        """Send one message of a batch: refused alone, queued without a link."""
+        try:
+            mid = self._connection.send_publish_then(
+                item.topic,
+                item.payload,
+                item.qos,
+                partial(self._batch_acked, batch, batch.next_slot),
+                retain=item.retain,
+            )
+        except NotConnectedError:
+            batch.to_queue.append((index, message))
+            return
+        except CloudSyncError as err:
+            batch.results[index] = err
+            return
+        self._inflight += 1
+        batch.expect(index, message, mid)
+
+    def _batch_over(
+        self,
+        batch: BatchAcks,
         messages: Sequence[OutgoingMessage],
-        results: BatchResults,
-        to_queue: list[tuple[int, QueuedMessage]],
         done: Callable[[list[PublishResult | CloudSyncError]], None],
     ) -> None:
         """Answer a batch sent whole, after queuing what lost its link or ack."""
-        to_queue += acks.read(sent, messages, results)
-        if to_queue:
-            self._create_task(
-                self._queue_rest(sorted(to_queue), results, done), "cloudsync outbox"
-            )
+        batch.read(messages)
+        if batch.to_queue:
+            self._create_task(self._queue_rest(batch, done), "cloudsync outbox")
             return
-        self._batch_answered(results, done)
+        self._batch_answered(batch, done)
 
     async def _queue_rest(
         self,
-        to_queue: list[tuple[int, QueuedMessage]],
-        results: BatchResults,
+        batch: BatchAcks,
         done: Callable[[list[PublishResult | CloudSyncError]], None],
     ) -> None:
         try:
-            await self._enqueue_many(to_queue, results)
+            await self._enqueue_many(batch.to_queue, batch.results)
         except Exception as err:  # noqa: BLE001 - each message gets the reason
-            for index, _message in to_queue:
-                if results[index] is None:
-                    results[index] = OutboxError(f"could not queue it: {err}")
-        self._batch_answered(results, done)
+            for index, _message in batch.to_queue:
+                if batch.results[index] is None:
+                    batch.results[index] = OutboxError(f"could not queue it: {err}")
+        self._batch_answered(batch, done)
 
     def _batch_answered(
         self,
-        results: BatchResults,
+        batch: BatchAcks,
         done: Callable[[list[PublishResult | CloudSyncError]], None],
     ) -> None:
         self._active -= 1
         self._progress.set()
-        done([result for result in results if result is not None])
+        done(batch.answers())
 
     async def _publish_many_waiting(
         self, messages: Sequence[OutgoingMessage], timeout: float
@@ -325,62 +336,34 @@ class Outbox:
         self._check_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        results: BatchResults = [None] * len(messages)
-        sent: list[tuple[int, QueuedMessage, int]] = []
         over = loop.create_future()
-        acks = BatchAcks(partial(_answer, over, None))
-        to_queue: list[tuple[int, QueuedMessage]] = []
+        batch = BatchAcks(len(messages), partial(_answer, over, None))
         connection = self._connection
         self._active += 1
         try:
             for index, item in enumerate(messages):
-                try:
-                    message = self._new_message(
-                        item.topic,
-                        item.payload,
-                        item.qos,
-                        retain=item.retain,
-                        qos_explicit=item.qos_explicit,
-                    )
-                except CloudSyncError as err:
-                    results[index] = err
+                if (message := self._batch_message(batch, index, item)) is None:
                     continue
-                if to_queue or not (
+                if batch.to_queue or not (
                     await self._room(deadline)
                     if self._inflight >= self._window
                     else connection.connected and not self.queued
                 ):
-                    to_queue.append((index, message))
+                    batch.to_queue.append((index, message))
                     continue
                 if connection.throttled:
                     # The profile's outbound budget (AWS IoT: 100/s) holds for batches.
                     await connection.wait_turn(len(item.payload))
-                try:
-                    mid = connection.send_publish_then(
-                        item.topic,
-                        item.payload,
-                        item.qos,
-                        partial(self._batch_acked, acks, len(sent)),
-                        retain=item.retain,
-                    )
-                except NotConnectedError:
-                    to_queue.append((index, message))
-                    continue
-                except CloudSyncError as err:
-                    results[index] = err
-                    continue
-                self._inflight += 1
-                acks.expect()
-                sent.append((index, message, mid))
-            acks.seal(loop, deadline)
+                self._batch_send(batch, index, item, message)
+            batch.seal(loop, deadline)
             await over
-            to_queue += acks.read(sent, messages, results)
-            if to_queue:
-                await self._enqueue_many(sorted(to_queue), results)
+            batch.read(messages)
+            if batch.to_queue:
+                await self._enqueue_many(batch.to_queue, batch.results)
         finally:
             self._active -= 1
             self._progress.set()
-        return [result for result in results if result is not None]
+        return batch.answers()
 
     def _check_open(self) -> None:
         if self._closing or not self._writer.is_open:

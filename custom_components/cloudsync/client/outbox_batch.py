@@ -42,28 +42,45 @@ _UNANSWERED = BrokerTimeoutError("no acknowledgement in time")
 
 
 class BatchAcks:
-    """The acks one batch waits for: an error (or None) per slot.
+    """One batch: its results so far, what was sent, what is to be queued, the acks.
 
     ``finished`` is called once: when the batch is sealed and every ack settled, or
     at the deadline. A late ack (after that) still frees its window slot in the
     outbox; the batch has read its slots by then and queued the unanswered ones.
     """
 
-    __slots__ = ("_errors", "_finished", "_left", "_sealed", "_timer")
+    __slots__ = (
+        "_errors",
+        "_finished",
+        "_left",
+        "_sealed",
+        "_timer",
+        "results",
+        "sent",
+        "to_queue",
+    )
 
-    def __init__(self, finished: Callable[[], None]) -> None:
-        """Call ``finished`` once the batch is over."""
+    def __init__(self, size: int, finished: Callable[[], None]) -> None:
+        """Hold a batch of ``size`` messages; call ``finished`` once it is over."""
+        self.results: BatchResults = [None] * size
+        self.sent: list[tuple[int, QueuedMessage, int]] = []  # (index, message, mid)
+        self.to_queue: list[tuple[int, QueuedMessage]] = []  # (index, message)
         self._finished: Callable[[], None] | None = finished
         self._left = 0
         self._sealed = False
         self._timer: asyncio.TimerHandle | None = None
         self._errors: list[CloudSyncError | None] = []
 
-    def expect(self) -> int:
-        """Add a slot for the publish about to be sent; return its number."""
+    @property
+    def next_slot(self) -> int:
+        """Return the slot the next publish sent gets."""
+        return len(self._errors)
+
+    def expect(self, index: int, message: QueuedMessage, mid: int) -> None:
+        """Record message ``index`` as sent, with its mid, waiting for its ack."""
+        self.sent.append((index, message, mid))
         self._errors.append(_UNANSWERED)
         self._left += 1
-        return len(self._errors) - 1
 
     def seal(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         """Say that nothing more is sent; finish by ``deadline`` (loop time)."""
@@ -89,25 +106,21 @@ class BatchAcks:
             self._timer = None
         finished()
 
-    def read(
-        self,
-        sent: list[tuple[int, QueuedMessage, int]],
-        messages: Sequence[OutgoingMessage],
-        results: BatchResults,
-    ) -> list[tuple[int, QueuedMessage]]:
-        """Fill in the results of the ``sent`` (index, message, mid) slots.
-
-        Return the ones to queue: their link dropped, or no answer came in time.
-        """
-        to_queue = []
-        for slot, (index, message, mid) in enumerate(sent):
+    def read(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Fill in the results of what was sent; queue what lost its link or ack."""
+        results = self.results
+        for slot, (index, message, mid) in enumerate(self.sent):
             error = self._errors[slot]
             if error is None:
                 results[index] = PublishResult(
                     message.id, queued=False, qos=messages[index].qos, mid=mid
                 )
             elif isinstance(error, (NotConnectedError, BrokerTimeoutError)):
-                to_queue.append((index, message))  # also one still unanswered
+                self.to_queue.append((index, message))  # also one still unanswered
             else:
                 results[index] = error
-        return to_queue
+        self.to_queue.sort()
+
+    def answers(self) -> list[PublishResult | CloudSyncError]:
+        """Return the results in order (each message has one once it is read)."""
+        return [result for result in self.results if result is not None]
