@@ -99,6 +99,22 @@ def test_lane_acks_its_publishes_and_leaves_pahos() -> None:
     assert len(lane_acks) == 2
 
 
+def test_malformed_puback_under_mqtt_311_is_pahos_protocol_error() -> None:
+    """Under MQTT 3.1.1 a PUBACK longer than the message id is paho's protocol error."""
+    lane_acks: list[tuple[int, int]] = []
+    mqttc = mqtt.Client(CallbackAPIVersion.VERSION2)
+    mqttc.on_socket_register_write = lambda *_: None
+    mqttc._sock = socket.socket()
+    lane = fastlane.install_lane(
+        mqttc, lambda mid, reason: lane_acks.append((mid, reason))
+    )
+    assert lane is not None
+    mid = lane.publish("t", b"x", retain=False)
+    rc = _feed(mqttc, struct.pack("!HB", mid, 0x87))
+    assert rc == MQTTErrorCode.MQTT_ERR_PROTOCOL
+    assert lane_acks == []
+
+
 def test_lane_refuses_a_closed_socket() -> None:
     """Without paho's socket the lane raises NotConnectedError and queues nothing."""
     mqttc = _client([])

@@ -95,10 +95,16 @@ class FastLane:
             if packet["remaining_length"] == 2:  # noqa: PLR2004 - the message id alone
                 self.ack(_MID.unpack_from(body)[0], cmd)
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
-            (mid,) = _MID.unpack_from(body) if len(body) >= 2 else (None,)  # noqa: PLR2004
-            if cmd != "PUBACK" or mid is None or mid in mqttc._out_messages:  # noqa: SLF001
+            # MQTT 5 only: a reason code (and maybe properties) after the message id;
+            # paho judges anything else (a malformed packet, paho's own messages).
+            (mid,) = _MID.unpack_from(body) if len(body) > 2 else (None,)  # noqa: PLR2004
+            if (
+                not self._v5
+                or cmd != "PUBACK"
+                or mid is None
+                or mid in mqttc._out_messages  # noqa: SLF001
+            ):
                 return paho_handler(cmd)
-            # MQTT 5: a reason code (and maybe properties) after the message id.
             self._on_ack(mid, body[2])
             return MQTTErrorCode.MQTT_ERR_SUCCESS
 
