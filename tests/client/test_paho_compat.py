@@ -67,7 +67,7 @@ def test_lane_packet_is_pahos(
     lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None)
     assert lane is not None
     payload = bytes(range(256)) * (size // 256) + b"p" * (size % 256)
-    mid = lane.publish("zoo/ä/topic", payload, retain=retain)
+    mid = lane.publish("zoo/ä/topic".encode(), payload, retain=retain)
     ours = _queued(mqttc)
     mqttc._send_publish(mid, "zoo/ä/topic".encode(), payload, 1, retain)
     assert ours == _queued(mqttc)
@@ -84,8 +84,8 @@ def test_lane_acks_its_publishes_and_leaves_pahos() -> None:
         mqttc, lambda mid, reason: lane_acks.append((mid, reason))
     )
     assert lane is not None
-    first = lane.publish("t", b"x", retain=False)
-    second = lane.publish("t", b"y", retain=False)
+    first = lane.publish(b"t", b"x", retain=False)
+    second = lane.publish(b"t", b"y", retain=False)
     exactly_once = mqttc.publish("t", b"z", qos=2).mid  # paho's own, in _out_messages
     assert _feed(mqttc, struct.pack("!H", first)) == MQTTErrorCode.MQTT_ERR_SUCCESS
     _feed(mqttc, struct.pack("!HB", second, 0x87) + b"\x00")  # refused, MQTT 5
@@ -109,7 +109,7 @@ def test_malformed_puback_under_mqtt_311_is_pahos_protocol_error() -> None:
         mqttc, lambda mid, reason: lane_acks.append((mid, reason))
     )
     assert lane is not None
-    mid = lane.publish("t", b"x", retain=False)
+    mid = lane.publish(b"t", b"x", retain=False)
     rc = _feed(mqttc, struct.pack("!HB", mid, 0x87))
     assert rc == MQTTErrorCode.MQTT_ERR_PROTOCOL
     assert lane_acks == []
@@ -121,7 +121,7 @@ def test_lane_refuses_a_closed_socket() -> None:
     lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None)
     assert lane is not None
     with pytest.raises(NotConnectedError):
-        lane.publish("t", b"x", retain=False)
+        lane.publish(b"t", b"x", retain=False)
     assert not mqttc._out_packet
 
 

@@ -305,12 +305,13 @@ class BrokerConnection:
         this returns.
         """
         validate_topic(topic)
-        if len(payload) + len(topic.encode()) + 7 > self._max_packet:
+        topic_bytes = topic.encode()
+        if len(payload) + len(topic_bytes) + 7 > self._max_packet:
             msg = f"payload of {len(payload)} bytes exceeds the broker's packet limit"
             raise PayloadTooLargeError(msg)
         mqttc = self._require_connected()
         if qos == 1 and (lane := self._link.lane) is not None:  # type: ignore[union-attr]
-            mid = lane.publish(topic, payload, retain=retain)
+            mid = lane.publish(topic_bytes, payload, retain=retain)
             self.metrics.sent += 1
             if done is not None:
                 self._acks.expect_call(mid, done)

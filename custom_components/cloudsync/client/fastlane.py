@@ -110,8 +110,8 @@ class FastLane:
 
         mqttc._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]  # noqa: SLF001
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool) -> int:
-        """Queue a QoS 1 PUBLISH; return its message id.
+    def publish(self, topic: bytes, payload: bytes, *, retain: bool) -> int:
+        """Queue a QoS 1 PUBLISH on ``topic`` (UTF-8); return its message id.
 
         Raise NotConnectedError when paho has no socket (the link just dropped).
         """
@@ -123,9 +123,7 @@ class FastLane:
         # thread once connected (the executor ran only the connect).
         mid = mqttc._last_mid % 65535 + 1  # noqa: SLF001 - 1..65535, as paho wraps
         mqttc._last_mid = mid  # noqa: SLF001
-        packet = encode_publish(
-            topic.encode(), payload, mid, retain=retain, v5=self._v5
-        )
+        packet = encode_publish(topic, payload, mid, retain=retain, v5=self._v5)
         mqttc._packet_queue(_PUBLISH, packet, mid, 1)  # noqa: SLF001
         return mid
 
