@@ -68,3 +68,10 @@ class Recorder:
         )
         connection.add_message_listener(self.on_message)
         return connection
+
+
+async def wait_until(predicate: Any, timeout: float = 15.0) -> None:
+    """Return once ``predicate()`` is true; fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)

@@ -32,7 +32,7 @@ from tests.mosquitto import (
 )
 from tests.pki import Pki
 
-from .helpers import Recorder, config_for
+from .helpers import Recorder, config_for, wait_until
 
 
 @pytest.fixture
@@ -300,16 +300,71 @@ async def test_refused_subscription(broker_factory: BrokerFactory) -> None:
         await connection.disconnect()
 
 
-async def test_publish_times_out_without_ack(broker_factory: BrokerFactory) -> None:
-    """A frozen broker never acks a QoS 1 publish: BrokerTimeoutError after the timeout."""
+@pytest.mark.parametrize("qos", [1, 2])
+async def test_publish_times_out_without_ack(
+    broker_factory: BrokerFactory, qos: int
+) -> None:
+    """A frozen broker never acks a publish: BrokerTimeoutError after the timeout."""
     broker = broker_factory()
     connection = BrokerConnection(config_for(broker))
     await connection.connect()
     broker.pause()
     try:
-        with pytest.raises(BrokerTimeoutError, match="within 0.5 s"):
-            await connection.publish("frozen", b"x", qos=1, timeout=0.5)
+        with pytest.raises(BrokerTimeoutError, match="frozen within 0.5 s"):
+            await connection.publish("frozen", b"x", qos=qos, timeout=0.5)
         assert connection.pending_acks == 0
+    finally:
+        broker.resume()
+        await connection.disconnect()
+
+
+async def test_publish_timeouts_each_keep_their_own(
+    broker_factory: BrokerFactory,
+) -> None:
+    """A short timeout after a long one ends on time; the long one still gets its ack."""
+    broker = broker_factory()
+    connection = BrokerConnection(config_for(broker))
+    await connection.connect()
+    try:
+        # Acked publishes leave no deadline behind (one timer serves them all).
+        for number in range(200):
+            await connection.publish("acked", str(number).encode(), qos=1)
+        assert connection._acks._deadlines == []
+        broker.pause()
+        loop = asyncio.get_running_loop()
+        long = asyncio.ensure_future(
+            connection.publish("long", b"x", qos=1, timeout=30)
+        )
+        await asyncio.sleep(0)
+        started = loop.time()
+        with pytest.raises(BrokerTimeoutError, match="short within 0.3 s"):
+            await connection.publish("short", b"x", qos=1, timeout=0.3)
+        assert 0.25 < loop.time() - started < 5
+        assert not long.done()
+        broker.resume()
+        await asyncio.wait_for(long, 10)
+        assert connection.pending_acks == 0
+    finally:
+        broker.resume()
+        await connection.disconnect()
+
+
+async def test_cancelled_publish_stops_waiting(broker_factory: BrokerFactory) -> None:
+    """A publish whose caller gives up no longer counts as waiting for the broker."""
+    broker = broker_factory()
+    connection = BrokerConnection(config_for(broker))
+    await connection.connect()
+    broker.pause()
+    try:
+        task = asyncio.ensure_future(
+            connection.publish("gone", b"x", qos=1, timeout=30)
+        )
+        await wait_until(lambda: connection.pending_acks == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert connection.pending_acks == 0
+        assert connection._acks._deadlines == []
     finally:
         broker.resume()
         await connection.disconnect()

@@ -38,7 +38,7 @@ from custom_components.cloudsync.client.outbox_writer import DropLog
 from tests.delivery import SUBSCRIBER_ARGS, compare, persistent_broker, save_state
 from tests.mosquitto import BrokerFactory, Mosquitto, MqttSubscriber, dynsec_config
 
-from .helpers import config_for
+from .helpers import config_for, wait_until
 
 
 def _message(
@@ -216,15 +216,9 @@ async def _connected(broker: Mosquitto) -> BrokerConnection:
     return connection
 
 
-async def _wait_for(predicate, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 async def _down(connection: BrokerConnection, broker: Mosquitto) -> None:
     await broker.async_stop()
-    await _wait_for(lambda: not connection.connected)
+    await wait_until(lambda: not connection.connected)
 
 
 async def test_queue_while_down_then_drain_in_order(
@@ -254,7 +248,7 @@ async def test_queue_while_down_then_drain_in_order(
         assert outbox.queued == 300
         assert len({r.id for r in results}) == 300
         await broker.async_start()
-        await _wait_for(lambda: outbox.queued == 0)
+        await wait_until(lambda: outbox.queued == 0)
         got = await sub.messages(301, timeout=15)
     report = compare([b"first", *sent], [m.payload for m in got])
     assert report.complete
@@ -293,7 +287,7 @@ async def test_closed_outbox_keeps_its_backlog(
         await outbox.open()
         got = await sub.messages(20)
     assert [m.payload for m in got] == [str(i).encode() for i in range(20)]
-    await _wait_for(lambda: len(delivered) == 20)
+    await wait_until(lambda: len(delivered) == 20)
     assert delivered == ids
     await connection.disconnect()
     await outbox.close()
@@ -331,7 +325,7 @@ async def test_not_connected_error_is_queued_not_raised(
     async with MqttSubscriber(broker, "d/#", qos=1) as sub:
         broker.pause()
         task = asyncio.create_task(outbox.publish("d/x", b"in flight", 1, timeout=30))
-        await _wait_for(lambda: connection.pending_acks == 1)
+        await wait_until(lambda: connection.pending_acks == 1)
         connection.reconnect("test")
         result = await task
         assert result.queued
@@ -374,7 +368,7 @@ async def test_drain_drops_what_the_broker_refuses(
         assert [denied.queued, big.queued, ok.queued] == [True, True, True]
         await broker.async_start()
         assert (await sub.message()).payload == b"yes"
-        await _wait_for(lambda: outbox.queued == 0)
+        await wait_until(lambda: outbox.queued == 0)
     assert {(d.id, d.reason) for d in dropped} == {
         (denied.id, DropReason.REFUSED),
         (big.id, DropReason.TOO_LARGE),
@@ -400,10 +394,10 @@ async def test_watchdog_reconnects_when_acks_stop(
             second = await outbox.publish("w/x", b"b", 1)  # the window is full
             assert second.queued
             assert (await first).queued  # no ack in time: queued before "b"
-            await _wait_for(lambda: not connection.connected)
+            await wait_until(lambda: not connection.connected)
         broker.resume()
         got = await sub.messages(2, timeout=20)
-        await _wait_for(lambda: outbox.queued == 0)
+        await wait_until(lambda: outbox.queued == 0)
     assert [m.payload for m in got] == [b"a", b"b"]
     assert "not acknowledged in 0.3 s" in caplog.text
     await connection.disconnect()
@@ -465,7 +459,7 @@ async def test_explicit_qos0_drains_at_qos0(
         await broker.async_start()
         got = await sub.messages(2)
     assert [(m.payload, m.qos) for m in got] == [(b"explicit", 0), (b"default", 1)]
-    await _wait_for(lambda: outbox.stats.delivered == 2)
+    await wait_until(lambda: outbox.stats.delivered == 2)
     await connection.disconnect()
     await outbox.close()
 
@@ -481,7 +475,7 @@ async def test_shutdown_queues_publishes_in_flight(
     broker.pause()
     try:
         task = asyncio.create_task(outbox.publish("s/x", b"waiting", 1, timeout=30))
-        await _wait_for(lambda: connection.pending_acks == 1)
+        await wait_until(lambda: connection.pending_acks == 1)
         outbox.stop_accepting()
         closing = asyncio.create_task(outbox.close())
         await asyncio.sleep(0.05)
@@ -527,8 +521,8 @@ async def test_message_that_breaks_the_link_goes_to_the_dead_letters(
         for payload in small[5:]:
             assert (await outbox.publish("dl/x", payload, 1)).queued
         await broker.async_start()
-        await _wait_for(lambda: outbox.queued == 0, timeout=30)
-        await _wait_for(lambda: set(small) <= {m.payload for m in sub.received})
+        await wait_until(lambda: outbox.queued == 0, timeout=30)
+        await wait_until(lambda: set(small) <= {m.payload for m in sub.received})
     assert [(d.id, d.reason) for d in dropped] == [(poison.id, DropReason.DEAD_LETTER)]
     assert connection.connected
     got = [m.payload for m in sub.received if m.payload in small]
@@ -624,7 +618,7 @@ async def test_batch_sent_whole_refuses_bad_messages_alone(
             ]
             assert outbox.publish_many_then(batch, answered.append, timeout=5)
             assert answered == []  # never before it returns
-            await _wait_for(lambda: bool(answered))
+            await wait_until(lambda: bool(answered))
             got = await sub.messages(2)
         results = answered[0]
         assert [type(result) for result in results] == [

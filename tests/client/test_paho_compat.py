@@ -170,9 +170,9 @@ def test_buffered_bare_acks_skip_paho() -> None:
         assert outcome is paho_compat.ReadOutcome.DRAINED
         assert messages == [b"msg"]
         assert bare == [*range(1, 101), 1]
-        # paho read the first PUBACK (it filled the buffer), the PUBLISH and the
-        # half PUBACK, which waits in paho for its second half.
-        assert len(paho_reads) == 3
+        # paho read the PUBLISH and the half PUBACK, which waits in paho for its
+        # second half.
+        assert len(paho_reads) == 2
         assert mqttc._in_packet["command"] == 0x40
         theirs.sendall(pubacks[6:8])
         paho_compat.read_packets(mqttc, 64, ack)
@@ -194,12 +194,52 @@ def test_acks_count_against_the_read_bound() -> None:
     try:
         outcome = paho_compat.read_packets(mqttc, 8, ack)
         assert outcome is paho_compat.ReadOutcome.MORE
-        # paho's read of the first counts as a packet, the rest 1/16 each.
-        per_packet = paho_compat.ACKS_PER_PACKET
-        assert len(bare) == 1 + 7 * per_packet
+        assert len(bare) == 8 * paho_compat.ACKS_PER_PACKET
         while paho_compat.read_packets(mqttc, 8, ack) is paho_compat.ReadOutcome.MORE:
             pass
         assert bare == list(range(1, 1001))
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_short_read_ends_the_read_without_another_recv() -> None:
+    """What one recv took whole ends the read: no second recv that would block."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    recvs: list[int] = []
+
+    def counted(bufsize: int) -> bytes:
+        recvs.append(-1)  # a recv that would block stays -1
+        data = ours.recv(bufsize)  # raises BlockingIOError when there is nothing
+        recvs[-1] = len(data)
+        return data
+
+    mqttc = mqtt.Client(CallbackAPIVersion.VERSION2)
+    mqttc._sock = ours
+    mqttc._sock_recv = counted  # type: ignore[method-assign]
+    assert paho_compat.install_buffered_reads(mqttc)
+    bare: list[int] = []
+    lane = fastlane.install_lane(mqttc, lambda mid, _reason: bare.append(mid))
+    assert lane is not None
+    messages: list[bytes] = []
+    mqttc.on_message = lambda _c, _u, msg: messages.append(msg.payload)
+    try:
+        theirs.sendall(struct.pack("!BBH", 0x40, 2, 7))
+        outcome = paho_compat.read_packets(mqttc, 64, lane.ack)
+        assert (outcome, bare, recvs) == (paho_compat.ReadOutcome.DRAINED, [7], [4])
+        # Next time the selector says readable, the socket is read again.
+        theirs.sendall(struct.pack("!BBH", 0x40, 2, 8) + bytes([0x30, 3, 0, 1]) + b"t")
+        assert paho_compat.read_packets(mqttc, 64, lane.ack) is (
+            paho_compat.ReadOutcome.DRAINED
+        )
+        assert (bare, messages, recvs) == ([7, 8], [b""], [4, 9])
+        # The broker closing the socket reaches paho as before: the link is lost.
+        theirs.close()
+        assert paho_compat.read_packets(mqttc, 64, lane.ack) is (
+            paho_compat.ReadOutcome.CLOSED
+        )
+        assert recvs == [4, 9, 0]
     finally:
         ours.close()
         theirs.close()

@@ -1,9 +1,15 @@
-"""Futures waiting for the broker's answer to a packet, by message id."""
+"""Futures waiting for the broker's answer to a packet, by message id.
+
+A publish's timeout is a deadline in one heap with one timer for the connection, not
+a timer per publish (a publish costs a heap push; its ack usually pops it again).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import heapq
+import itertools
 import logging
 import time
 from typing import Any
@@ -36,24 +42,107 @@ class AckTracker:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         # The fast lane's QoS 1 publishes: a callback and when the publish was sent.
         self._calls: dict[int, tuple[AckCallback, float]] = {}
+        # Publish deadlines: (when, order, mid, waiter, topic, timeout); an entry whose
+        # waiter is no longer the one waiting for ``mid`` was answered.
+        self._deadlines: list[tuple[float, int, int, object, str, float]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         """Return how many packets wait for an answer."""
         return len(self._pending) + len(self._calls)
 
-    def expect_call(self, mid: int, callback: AckCallback) -> None:
-        """Call ``callback`` when the broker answers the lane publish ``mid``."""
-        self._calls[mid] = (callback, time.monotonic())
+    def expect_call(
+        self,
+        mid: int,
+        callback: AckCallback,
+        timeout: float | None = None,
+        topic: str = "",
+    ) -> None:
+        """Call ``callback`` when the broker answers the lane publish ``mid``.
+
+        With ``timeout``, BrokerTimeoutError settles it once that many seconds passed.
+        """
+        now = time.monotonic()
+        self._calls[mid] = entry = (callback, now)
+        if timeout is not None:
+            self._add_deadline(now + timeout, mid, entry, topic, timeout)
+
+    def expect_publish(
+        self, loop: asyncio.AbstractEventLoop, mid: int, timeout: float, topic: str
+    ) -> asyncio.Future[Any]:
+        """Return a future for paho's publish ``mid``, failed past ``timeout`` s."""
+        future = self.expect(loop, mid)
+        self._add_deadline(time.monotonic() + timeout, mid, future, topic, timeout)
+        return future
+
+    def _add_deadline(
+        self, when: float, mid: int, waiter: object, topic: str, timeout: float
+    ) -> None:
+        deadlines = self._deadlines
+        heapq.heappush(
+            deadlines, (when, next(self._order), mid, waiter, topic, timeout)
+        )
+        if deadlines[0][0] == when and (
+            (timer := self._timer) is None or when < timer.when()
+        ):
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        # The loop's clock is time.monotonic(), as the deadlines'.
+        self._timer = asyncio.get_running_loop().call_at(when, self._expire)
+
+    def _waiting(self, mid: int, waiter: object) -> bool:
+        """Return True while ``waiter`` still waits for the answer to ``mid``."""
+        return self._calls.get(mid) is waiter or self._pending.get(mid) is waiter
+
+    def _trim(self) -> None:
+        """Drop the answered deadlines at the heap's head (usually the one just acked)."""
+        deadlines = self._deadlines
+        while deadlines and not self._waiting(deadlines[0][2], deadlines[0][3]):
+            heapq.heappop(deadlines)
+        if not deadlines and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        """Fail the publishes whose deadline passed; arm the timer for the next one."""
+        self._timer = None
+        deadlines, now = self._deadlines, time.monotonic()
+        while deadlines and deadlines[0][0] <= now:
+            _when, _order, mid, waiter, topic, timeout = heapq.heappop(deadlines)
+            if not self._waiting(mid, waiter):
+                continue
+            error = BrokerTimeoutError(
+                f"{self._url} did not acknowledge the publish to {topic} "
+                f"within {timeout:g} s"
+            )
+            if isinstance(waiter, asyncio.Future):
+                del self._pending[mid]
+                settle_future(waiter, error)
+            else:
+                del self._calls[mid]
+                _call(waiter[0], error)  # type: ignore[index]
+        self._trim()
+        if deadlines:
+            self._arm(deadlines[0][0])
 
     def forget(self, mid: int) -> None:
-        """Stop waiting for the lane publish ``mid`` (its caller gave up)."""
+        """Stop waiting for packet ``mid`` (its caller gave up)."""
         self._calls.pop(mid, None)
+        self._pending.pop(mid, None)
+        if self._deadlines:
+            self._trim()
 
     def lane_ack(self, mid: int, reason: int) -> None:
         """Settle a lane publish with its PUBACK's reason code value."""
         if (entry := self._calls.pop(mid, None)) is None:
             return
         callback, sent_at = entry
+        if self._deadlines:
+            self._trim()
         if reason < _FAILURE:
             self._record(sent_at)
             error = None
@@ -87,7 +176,11 @@ class AckTracker:
 
     def resolve(self, mid: int, reason: ReasonCode | list[ReasonCode]) -> None:
         """Settle packet ``mid``: a failure reason code fails it."""
-        if (future := self._pending.pop(mid, None)) is None or future.done():
+        if (future := self._pending.pop(mid, None)) is None:
+            return
+        if self._deadlines:
+            self._trim()
+        if future.done():
             return
         first = reason[0] if isinstance(reason, list) and reason else reason
         if isinstance(first, ReasonCode) and first.is_failure:
@@ -120,6 +213,7 @@ class AckTracker:
         calls, self._calls = self._calls, {}
         for callback, _sent_at in calls.values():
             _call(callback, error)
+        self._trim()
 
 
 def settle_future(future: asyncio.Future[Any], error: CloudSyncError | None) -> None:

@@ -247,9 +247,15 @@ class BrokerConnection:
         """Publish and wait for PUBACK/PUBCOMP (QoS 1/2) or the write (QoS 0)."""
         self.check_publish(topic, payload, qos)
         await self._throttle.acquire(len(payload))
-        mid, future = self._send_publish(topic, payload, qos, retain=retain)
+        mid, future = self._send_publish(
+            topic, payload, qos, retain=retain, timeout=timeout
+        )
         if future is not None:
-            await self._acks.wait(mid, future, timeout, f"publish to {topic}")
+            try:
+                await future
+            except asyncio.CancelledError:
+                self._acks.forget(mid)
+                raise
         return mid
 
     def publish_nowait(
@@ -290,7 +296,7 @@ class BrokerConnection:
         """
         return self._send_publish(topic, payload, qos, retain=retain, done=done)[0]
 
-    def _send_publish(
+    def _send_publish(  # noqa: PLR0913
         self,
         topic: str,
         payload: bytes,
@@ -298,11 +304,13 @@ class BrokerConnection:
         *,
         retain: bool,
         done: AckCallback | None = None,
+        timeout: float | None = None,
     ) -> tuple[int, asyncio.Future[Any] | None]:
         """Hand a publish to the lane or paho; return its mid and its ack's future.
 
         With ``done`` there is no future: ``done`` is called instead, never before
-        this returns.
+        this returns. With ``timeout`` the future fails with BrokerTimeoutError when
+        no answer came in that many seconds.
         """
         validate_topic(topic)
         topic_bytes = topic.encode()
@@ -318,7 +326,7 @@ class BrokerConnection:
                 return mid, None
             assert self._loop is not None  # noqa: S101
             future: asyncio.Future[Any] = self._loop.create_future()
-            self._acks.expect_call(mid, partial(settle_future, future))
+            self._acks.expect_call(mid, partial(settle_future, future), timeout, topic)
             return mid, future
         info = mqttc.publish(topic, payload, qos, retain)
         check_rc(info.rc, "publish", self.config)
@@ -327,7 +335,12 @@ class BrokerConnection:
             if done is not None:
                 self._loop.call_soon(done, None)  # type: ignore[union-attr]
             return info.mid, None
-        future = self._expect(info.mid)
+        assert self._loop is not None  # noqa: S101
+        future = (
+            self._acks.expect_publish(self._loop, info.mid, timeout, topic)
+            if timeout is not None
+            else self._expect(info.mid)
+        )
         if qos:
             sent_at = time.monotonic()
             future.add_done_callback(lambda acked: self.metrics.acked(sent_at, acked))

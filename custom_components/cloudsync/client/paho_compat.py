@@ -79,17 +79,17 @@ def read_packets(
         reader = None
     budget = limit * ACKS_PER_PACKET
     acked = False
+    if reader is not None:
+        reader.drained = False  # the selector says the socket has data again
     try:
         while budget > 0:
-            if (
-                reader is not None
-                and reader.buffered
-                and not mqttc._in_packet["command"]  # noqa: SLF001 - between packets
-                and (taken := reader.take_acks(bare_ack, budget))  # type: ignore[arg-type]
-            ):
-                budget -= taken
-                acked = True
-                continue
+            if reader is not None and not mqttc._in_packet["command"]:  # noqa: SLF001 - between packets
+                if (taken := reader.head_acks(bare_ack, budget)) is None:  # type: ignore[arg-type]
+                    return ReadOutcome.DRAINED
+                if taken:
+                    budget -= taken
+                    acked = True
+                    continue
             rc = mqttc._packet_read()  # noqa: SLF001
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 # paho also stops a huge packet's body after 100 reads, maybe from memory.
@@ -127,34 +127,85 @@ class BufferedRecv:
 
     The socket is still read by paho's own ``_sock_recv`` (``recv``), which turns a
     TLS socket's want-read/want-write into paho's BlockingIOError.
+
+    ``drained`` is True once a recv of a plain socket returned less than it asked for:
+    the socket held no more then, so the next recv would most likely block (the
+    selector calls again when more arrives). A TLS socket returns one record a recv,
+    so it never says so.
     """
 
-    __slots__ = ("_data", "_pos", "_recv")
+    __slots__ = ("_data", "_end", "_plain", "_pos", "_recv", "drained")
 
-    def __init__(self, recv: Callable[[int], bytes]) -> None:
-        """Read through ``recv``, paho's ``_sock_recv`` of the client."""
+    def __init__(self, recv: Callable[[int], bytes], *, plain: bool = False) -> None:
+        """Read through ``recv``, paho's ``_sock_recv`` of the client.
+
+        ``plain``: the socket is plain TCP (a short recv means it was emptied).
+        """
         self._recv = recv
+        self._plain = plain
         self._data = b""
         self._pos = 0
+        # How the socket ended when fill() read it (b"": closed), for paho's next read.
+        self._end: OSError | bytes | None = None
+        self.drained = False
 
     @property
     def buffered(self) -> bool:
         """Return True while bytes read from the socket wait for paho."""
         return self._pos < len(self._data)
 
+    def fill(self) -> bool:
+        """Read what the socket holds into the empty buffer; False when it holds none.
+
+        A closed or failed socket returns True: paho's next read meets the end (an
+        empty read, or the error) as it would have from the socket.
+        """
+        try:
+            data = self._recv(_CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError as err:
+            data, self._end = b"", err
+        else:
+            if not data:
+                self._end = data
+        self._keep(data)
+        return True
+
+    def _keep(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+        self.drained = self._plain and 0 < len(data) < _CHUNK
+
     def __call__(self, bufsize: int) -> bytes:
         """Return up to ``bufsize`` bytes; raise BlockingIOError when none are there."""
         data, pos = self._data, self._pos
         if pos >= len(data):
+            if (ended := self._end) is not None:
+                self._end = None
+                if isinstance(ended, OSError):
+                    raise ended
+                return ended  # closed by the broker: paho handles it
             if bufsize >= _CHUNK:
+                self.drained = False
                 return self._recv(bufsize)  # a large body: straight into paho's packet
             data = self._recv(_CHUNK)
             if not data:
                 return data  # closed by the broker: paho handles it
-            self._data, pos = data, 0
+            self._keep(data)
+            pos = 0
         end = pos + bufsize
         self._pos = min(end, len(data))
         return data[pos:end]
+
+    def head_acks(self, ack: Callable[[int], None], limit: int) -> int | None:
+        """Take the bare PUBACKs at the head, reading the socket if nothing is buffered.
+
+        Return how many were taken, or None when the socket had nothing (or the last
+        recv emptied it: another one would only block).
+        """
+        if not self.buffered and (self.drained or not self.fill()):
+            return None
+        return self.take_acks(ack, limit)
 
     def take_acks(self, ack: Callable[[int], None], limit: int) -> int:
         """Hand up to ``limit`` bare PUBACKs at the head of the buffer to ``ack``.
@@ -192,7 +243,10 @@ def install_buffered_reads(mqttc: mqtt.Client) -> bool:
         and type(getattr(mqttc, "_sock", None)) in (socket.socket, ssl.SSLSocket)
     ):
         return False
-    mqttc._sock_recv = BufferedRecv(recv)  # type: ignore[method-assign]  # noqa: SLF001
+    mqttc._sock_recv = BufferedRecv(  # type: ignore[method-assign]  # noqa: SLF001
+        recv,
+        plain=type(mqttc._sock) is socket.socket,  # noqa: SLF001
+    )
     return True
 
 
