@@ -71,11 +71,15 @@ def test_bench_quick(tmp_path: Path) -> None:
         assert all(m["rps"] > 0 for m in phases[name].values())
     assert data["ratios"]["8"]["cloudsync_qos1/ceiling"] > 0
     fast = data["fastlanes"]
-    for name in ("batch", "ws_publish", "ws_publish_batch", "ws_push"):
+    for name in ("batch", "ws_publish", "ws_publish_batch", "ws_push", "rest_own"):
         assert fast[name]["sent"] > 0, name
         assert fast[name]["delivered"] == fast[name]["sent"], name
         assert fast[name]["errors"] == 0, (name, fast[name]["error_samples"])
     assert {t["target"] for t in data["fastlanes_targets"]} >= {"batch/raw"}
+    # The REST publish's own cost: back-to-back pairs, the median pair is the value.
+    own = fast["rest_own"]
+    assert len(own["pairs"]) == 3  # one round: 2 x 1 + 1
+    assert own["own_cpu_ms"] in [pair["own_cpu_ms"] for pair in own["pairs"]]
     assert phases["ingest"]["state_writes"] > 0
     for cycle in phases["outbox"].values():
         # Every publish was queued (202) with the broker down, then delivered in

@@ -38,10 +38,11 @@ def json_response(
     HomeAssistantView.json() always compresses; for the short replies of publish and
     subscribe that zlib call costs more than the bytes it saves.
     """
+    data = json_bytes(body)
     response = web.Response(
-        body=json_bytes(body), content_type=CONTENT_TYPE_JSON, status=int(status)
+        body=data, content_type=CONTENT_TYPE_JSON, status=int(status)
     )
-    if response.content_length and response.content_length > COMPRESS_ABOVE:
+    if len(data) > COMPRESS_ABOVE:
         response.enable_compression()
     return response
 
@@ -54,23 +55,22 @@ def error_reply(err: Exception) -> tuple[dict[str, Any], HTTPStatus]:
 def published_reply(broker: CloudSyncBroker, published: Published) -> Reply:
     """Answer 200 once the broker acknowledged a publish, or 202 once it is queued."""
     url = str(broker.url)
+    queued = published.queued
     reply = {
+        "Message": f"Data queued for Cloud {url}"
+        if queued
+        else f"Data published successfully to Cloud {url}",
         "broker": url,
         "topic": published.topic,
         "qos": published.qos,
         "retain": published.retain,
-        "queued": published.queued,
+        "queued": queued,
         "id": published.id,
     }
-    if published.queued:
-        return {"Message": f"Data queued for Cloud {url}", **reply}, (
-            HTTPStatus.ACCEPTED
-        )
-    return {
-        "Message": f"Data published successfully to Cloud {url}",
-        **reply,
-        "mid": published.mid,
-    }
+    if queued:
+        return reply, HTTPStatus.ACCEPTED
+    reply["mid"] = published.mid
+    return reply
 
 
 def batch_reply(

@@ -93,15 +93,22 @@ PUBLISH_BATCH_SCHEMA: Final = vol.Schema(
 _MISSING: Final = object()
 _QOS: Final = frozenset((0, 1, 2))
 _NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f-\x9f]+\Z")
+_CLEAN_TEXTS: dict[str, None] = {}  # strings _NO_CONTROL matched (bounded)
+_CLEAN_TEXTS_MAX: Final = 1024
 
 
 def plain_text(value: Any, max_length: int) -> bool:
     """Return True for a str the _text() schema takes as it is."""
-    return (
-        type(value) is str
-        and len(value) <= max_length
-        and _NO_CONTROL.match(value) is not None
-    )
+    if type(value) is not str or len(value) > max_length:
+        return False
+    if value in _CLEAN_TEXTS:  # apps send the same appid and url again and again
+        return True
+    if _NO_CONTROL.match(value) is None:
+        return False
+    if len(_CLEAN_TEXTS) >= _CLEAN_TEXTS_MAX:
+        _CLEAN_TEXTS.clear()
+    _CLEAN_TEXTS[value] = None
+    return True
 
 
 def plain_message(raw: dict[str, Any]) -> dict[str, Any] | None:

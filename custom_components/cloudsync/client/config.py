@@ -34,12 +34,18 @@ class BrokerUrl:
     host: str
     port: int
     tls: bool
+    # The canonical form, built once: every REST request compares and names it.
+    _text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Build the canonical form."""
+        scheme = SCHEME_TLS if self.tls else SCHEME_PLAIN
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        object.__setattr__(self, "_text", f"{scheme}://{host}:{self.port}")
 
     def __str__(self) -> str:
         """Return the canonical form, e.g. ``mqtts://host:8883``."""
-        scheme = SCHEME_TLS if self.tls else SCHEME_PLAIN
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
+        return self._text
 
 
 def _valid_host(host: str) -> bool:

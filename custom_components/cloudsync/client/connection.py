@@ -279,7 +279,7 @@ class BrokerConnection:
             future.set_result(None)
         return mid, future
 
-    def send_publish_then(
+    def send_publish_then(  # noqa: PLR0913
         self,
         topic: str,
         payload: bytes,
@@ -287,14 +287,18 @@ class BrokerConnection:
         done: AckCallback,
         *,
         retain: bool = False,
+        timeout: float | None = None,
     ) -> int:
         """Send a publish now and return its mid; ``done(error)`` settles it later.
 
         ``done`` gets None on PUBACK/PUBCOMP (QoS 1/2) or once written (QoS 0), and
-        the error otherwise (as publish_nowait's future would); it is never called
+        the error otherwise (as publish_nowait's future would, or BrokerTimeoutError
+        once ``timeout`` seconds passed without an answer); it is never called
         before this returns. Raises like publish_nowait (then ``done`` is not called).
         """
-        return self._send_publish(topic, payload, qos, retain=retain, done=done)[0]
+        return self._send_publish(
+            topic, payload, qos, retain=retain, done=done, timeout=timeout
+        )[0]
 
     def _send_publish(  # noqa: PLR0913
         self,
@@ -322,7 +326,7 @@ class BrokerConnection:
             mid = lane.publish(topic_bytes, payload, retain=retain)
             self.metrics.sent += 1
             if done is not None:
-                self._acks.expect_call(mid, done)
+                self._acks.expect_call(mid, done, timeout, topic)
                 return mid, None
             assert self._loop is not None  # noqa: S101
             future: asyncio.Future[Any] = self._loop.create_future()

@@ -183,6 +183,21 @@ class Outbox:
         qos_explicit: bool = True,
     ) -> PublishResult:
         """Publish now or queue; a queued message drains at QoS >= 1 unless explicit."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[PublishResult | CloudSyncError] = loop.create_future()
+        if self.publish_then(
+            topic,
+            payload,
+            qos,
+            partial(_answer, answer),
+            retain=retain,
+            timeout=timeout,
+            qos_explicit=qos_explicit,
+        ):
+            result = await answer
+            if isinstance(result, CloudSyncError):
+                raise result
+            return result
         self._check_open()
         message = self._new_message(
             topic, payload, qos, retain=retain, qos_explicit=qos_explicit
@@ -196,6 +211,91 @@ class Outbox:
             self._active -= 1
             self._progress.set()
         return PublishResult(message.id, queued=True, qos=message.qos)
+
+    def publish_then(  # noqa: PLR0913
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        done: Callable[[PublishResult | CloudSyncError], None],
+        *,
+        retain: bool = False,
+        timeout: float = 10.0,
+        qos_explicit: bool = True,
+    ) -> bool:
+        """Send a publish now and call ``done(result)`` once it is settled.
+
+        Only when it can go now: connected, nothing queued, room in the window, no rate
+        cap. Otherwise return False, having done nothing (publish() then queues it or
+        waits for its turn). ``done`` gets what publish() would return or raise: the
+        PublishResult once acknowledged, or once queued when the link or the ack is
+        lost, or the error that refused it; it is never called before this returns.
+        An invalid topic or payload raises here.
+        """
+        self._check_open()
+        connection = self._connection
+        if (
+            self.queued
+            or not connection.connected
+            or connection.throttled
+            or self._inflight >= self._window
+        ):
+            return False
+        message = self._new_message(
+            topic, payload, qos, retain=retain, qos_explicit=qos_explicit
+        )
+        mid = [0]  # known once sent; the ack comes later
+        mid[0] = connection.send_publish_then(
+            topic,
+            payload,
+            qos,
+            partial(self._publish_settled, message, qos, mid, done),
+            retain=retain,
+            timeout=timeout,
+        )
+        self._inflight += 1
+        self._active += 1
+        return True
+
+    def _publish_settled(
+        self,
+        message: QueuedMessage,
+        qos: int,
+        mid: list[int],
+        done: Callable[[PublishResult | CloudSyncError], None],
+        error: CloudSyncError | None,
+    ) -> None:
+        """Answer a publish_then: acknowledged, refused, or queued in a task."""
+        self._release()
+        if isinstance(error, NotConnectedError | BrokerTimeoutError):
+            _LOGGER.debug("Queueing %s for %s: %s", message.id, self._url, error)
+            self._create_task(self._queue_then(message, done), "cloudsync outbox")
+            return
+        self._active -= 1
+        done(
+            error
+            if error is not None
+            else PublishResult(message.id, queued=False, qos=qos, mid=mid[0])
+        )
+
+    async def _queue_then(
+        self,
+        message: QueuedMessage,
+        done: Callable[[PublishResult | CloudSyncError], None],
+    ) -> None:
+        result: PublishResult | CloudSyncError
+        try:
+            await self._enqueue(message)
+        except CloudSyncError as err:
+            result = err
+        except Exception as err:  # noqa: BLE001 - the caller gets the reason
+            result = OutboxError(f"could not queue it: {err}")
+        else:
+            result = PublishResult(message.id, queued=True, qos=message.qos)
+        finally:
+            self._active -= 1
+            self._progress.set()
+        done(result)
 
     async def publish_many(
         self, messages: Sequence[OutgoingMessage], *, timeout: float = 10.0
