@@ -384,3 +384,25 @@ def test_joined_write_resumes_after_a_partial_send() -> None:
         theirs.close()
     assert bytes(received) == b"".join(packets)
     assert sent[0][0] == sum(map(len, packets)) > sent[0][1]  # joined, taken in part
+
+
+def test_write_releases_the_write_interest_once_all_is_sent() -> None:
+    """The host hears "nothing to write" after each flush, so the next queue tells it."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    mqttc = mqtt.Client(CallbackAPIVersion.VERSION2)
+    events: list[str] = []
+    mqttc.on_socket_register_write = lambda *_: events.append("register")
+    mqttc.on_socket_unregister_write = lambda *_: events.append("unregister")
+    mqttc._sock = ours
+    try:
+        for mid in (1, 2):
+            packet = bytes([0x32, 5, 0, 1]) + b"t" + bytes([0, mid])
+            mqttc._packet_queue(0x30, packet, mid, 1)
+            assert paho_compat.write_packets(mqttc) == MQTTErrorCode.MQTT_ERR_SUCCESS
+            assert theirs.recv(100) == packet
+        assert events == ["register", "unregister"] * 2
+        assert not mqttc.want_write()
+    finally:
+        ours.close()
+        theirs.close()

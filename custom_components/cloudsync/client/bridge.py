@@ -62,6 +62,7 @@ class SocketBridge:
         self._misc_timer: asyncio.TimerHandle | None = None
         self._read_pending = False
         self._flush: asyncio.Handle | None = None
+        self._watching_write = False  # add_writer is on (the socket's buffer was full)
 
     @property
     def active(self) -> bool:
@@ -87,6 +88,7 @@ class SocketBridge:
         if self._fd is not None:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
+            self._watching_write = False
             self._fd = None
             self._sock = None
         if self._flush is not None:
@@ -167,6 +169,7 @@ class SocketBridge:
         write_packets(self._mqttc)
         if self._fd is not None and self._mqttc.want_write():
             self._loop.add_writer(self._fd, self._on_writable)
+            self._watching_write = True
 
     def _on_writable(self) -> None:
         write_packets(self._mqttc)
@@ -180,8 +183,9 @@ class SocketBridge:
     def _on_unregister_write(
         self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any
     ) -> None:
-        if self._fd is not None:
+        if self._watching_write and self._fd is not None:
             self._loop.remove_writer(self._fd)
+        self._watching_write = False
 
     def _on_socket_close(self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any) -> None:
         """Paho is closing the socket (always on the loop thread)."""

@@ -33,6 +33,7 @@ type AckHandler = Callable[[int, int], None]  # (message id, reason code value)
 
 _PUBLISH = PacketTypes.PUBLISH << 4
 _SHORT_HEAD = struct.Struct("!BBH")  # fixed header, topic length
+_ONE_BYTE_LENGTH = 0x80  # remaining lengths below fit in one byte
 _MID = struct.Struct("!H")
 # Shared, never changed: what paho would build for a bare PUBACK / PUBCOMP.
 _BARE_ACKS: dict[str, tuple[ReasonCode, Properties]] = {
@@ -57,7 +58,7 @@ def encode_publish(
 ) -> bytes:
     """Return one QoS 1 PUBLISH packet (MQTT 3.1.1, or 5 without properties)."""
     length = 4 + len(topic) + (1 if v5 else 0) + len(payload)
-    if length < 0x80:  # a one-byte remaining length: most telemetry
+    if length < _ONE_BYTE_LENGTH:  # most telemetry
         return b"".join(
             (
                 _SHORT_HEAD.pack(_PUBLISH | 2 | retain, length, len(topic)),

@@ -12,8 +12,9 @@ without paho's reader.
 paho writes every queued packet with a ``send`` of its own. ``write_packets`` sends the
 packets at the head of the queue that need nothing from paho once written (acks,
 QoS 1/2 publishes, (un)subscribes, pings) with one ``send`` (plain TCP), then lets paho's
-``loop_write`` write the rest (QoS 0 publishes, DISCONNECT, what did not fit) and keep
-its bookkeeping of the socket's write interest.
+``loop_write`` write the rest (QoS 0 publishes, DISCONNECT, what did not fit); when
+nothing is left it ends as loop_write would, telling the host the socket needs no
+writing.
 
 paho also reads every packet with two or three ``recv`` calls (type, length, body).
 ``install_buffered_reads`` gives the client a reader that takes what the
@@ -258,7 +259,10 @@ def has_buffered(mqttc: mqtt.Client) -> bool:
 
 def has_private_writer(client_class: type[Any] = mqtt.Client) -> bool:
     """Return True when ``client_class`` has the private calls ``write_packets`` uses."""
-    return callable(getattr(client_class, "_sock_send", None))
+    return all(
+        callable(getattr(client_class, name, None))
+        for name in ("_sock_send", "_call_socket_unregister_write")
+    )
 
 
 USE_PRIVATE_WRITER = has_private_writer()
@@ -285,13 +289,16 @@ def write_packets(mqttc: mqtt.Client) -> MQTTErrorCode:
     # and paho would retry with the first packet alone.
     if USE_PRIVATE_WRITER and type(getattr(mqttc, "_sock", None)) is socket.socket:
         _send_joined(mqttc)
+        if not mqttc._out_packet:  # noqa: SLF001 - all written: what loop_write ends with
+            mqttc._call_socket_unregister_write()  # noqa: SLF001
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
     return mqttc.loop_write()
 
 
 def _send_joined(mqttc: mqtt.Client) -> None:
     """Send the head's quiet packets in one call; leave any error to loop_write."""
     queue = getattr(mqttc, "_out_packet", None)
-    if queue is None or len(queue) < 2:  # noqa: PLR2004 - nothing to join
+    if not queue:
         return
     chunks = []
     for packet in queue:
@@ -300,7 +307,7 @@ def _send_joined(mqttc: mqtt.Client) -> None:
             break
         pos = packet["pos"]
         chunks.append(packet["packet"][pos:] if pos else packet["packet"])
-    if len(chunks) < 2:  # noqa: PLR2004
+    if not chunks:
         return
     try:
         sent = mqttc._sock_send(b"".join(chunks))  # noqa: SLF001
