@@ -9,11 +9,11 @@ import asyncio
 from collections.abc import Callable, Sequence
 import contextlib
 import itertools
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import orjson
 
 from .processes import BenchError
 
@@ -26,6 +26,7 @@ _FLOW_STEPS = 5
 _FAILED = ("setup_error", "setup_retry", "failed_unload", "migration_error")
 
 type EventHandler = Callable[[Any], None]
+type ReplyHandler = Callable[[Any, dict[str, Any] | None], None]
 
 
 async def stop_reading(
@@ -83,6 +84,7 @@ class Websocket:
         self._ws = ws
         self._ids = itertools.count(1)
         self._results: dict[int, asyncio.Future[Any]] = {}
+        self._callbacks: dict[int, ReplyHandler] = {}
         self._handlers: dict[int, EventHandler] = {}
         self._reader = asyncio.create_task(self._read(), name="bench websocket")
 
@@ -107,6 +109,16 @@ class Websocket:
         await self._ws.send_json({"id": msg_id, **message})
         async with asyncio.timeout(timeout):
             return await future
+
+    async def send_command(self, body: str, on_reply: ReplyHandler) -> None:
+        """Send a command written as JSON (its fields after the id) without waiting.
+
+        ``on_reply(result, error)`` gets its result, or None and the failed reply.
+        For load phases: no task, future or JSON encoding per command.
+        """
+        msg_id = next(self._ids)
+        self._callbacks[msg_id] = on_reply
+        await self._ws.send_str(f'{{"id":{msg_id},{body}')
 
     async def subscribe_events(self, event_type: str, handler: EventHandler) -> int:
         """Call ``handler(event)`` for each event of the type; return the subscription."""
@@ -136,7 +148,7 @@ class Websocket:
         async for frame in self._ws:
             if frame.type is not aiohttp.WSMsgType.TEXT:
                 continue
-            data = json.loads(frame.data)
+            data = orjson.loads(frame.data)  # HA's own JSON library: fast
             # HA sends several messages as one JSON array when they queue up.
             for message in data if isinstance(data, list) else [data]:
                 self._dispatch(message)
@@ -146,6 +158,12 @@ class Websocket:
         if message.get("type") == "event":
             if (handler := self._handlers.get(msg_id)) is not None:  # type: ignore[arg-type]
                 handler(message["event"])
+            return
+        if (on_reply := self._callbacks.pop(msg_id, None)) is not None:  # type: ignore[arg-type]
+            if message.get("success", True):
+                on_reply(message.get("result"), None)
+            else:
+                on_reply(None, message)
             return
         future = self._results.pop(msg_id, None)  # type: ignore[arg-type]
         if future is None or future.done():

@@ -349,6 +349,24 @@ async def test_publish_timeouts_each_keep_their_own(
         await connection.disconnect()
 
 
+async def test_answered_deadlines_do_not_pile_up(plain_broker: Mosquitto) -> None:
+    """Mixed timeouts leave answered long deadlines behind short live ones: capped."""
+    connection = BrokerConnection(config_for(plain_broker))
+    await connection.connect()
+
+    async def publisher(timeout: float) -> None:
+        for number in range(400):
+            await connection.publish("mixed", str(number).encode(), 1, timeout=timeout)
+
+    try:
+        await asyncio.gather(*(publisher(1 if n % 2 else 60) for n in range(8)))
+        # Without the cap about half of the 3,200 deadlines (the 60 s ones) would stay.
+        assert len(connection._acks._deadlines) < 300
+        assert connection.pending_acks == 0
+    finally:
+        await connection.disconnect()
+
+
 async def test_cancelled_publish_stops_waiting(broker_factory: BrokerFactory) -> None:
     """A publish whose caller gives up no longer counts as waiting for the broker."""
     broker = broker_factory()

@@ -27,6 +27,9 @@ _LOGGER = logging.getLogger(__name__)
 # Called once with None (acknowledged) or the error that settles the publish.
 type AckCallback = Callable[[CloudSyncError | None], None]
 _FAILURE = 0x80  # reason codes from here on are failures
+# The deadline heap is rebuilt from its live entries past this many per waiting packet.
+_STALE_PER_LIVE = 4
+_STALE_SLACK = 256
 
 
 class AckTracker:
@@ -80,6 +83,13 @@ class AckTracker:
         self, when: float, mid: int, waiter: object, topic: str, timeout: float
     ) -> None:
         deadlines = self._deadlines
+        if len(deadlines) > _STALE_PER_LIVE * len(self) + _STALE_SLACK:
+            # Answered deadlines behind a live earlier one (a longer timeout than the
+            # publishes after it) wait for their turn at the head: not without bound.
+            deadlines = self._deadlines = [
+                entry for entry in deadlines if self._waiting(entry[2], entry[3])
+            ]
+            heapq.heapify(deadlines)
         heapq.heappush(
             deadlines, (when, next(self._order), mid, waiter, topic, timeout)
         )

@@ -245,14 +245,17 @@ class Outbox:
             topic, payload, qos, retain=retain, qos_explicit=qos_explicit
         )
         mid = [0]  # known once sent; the ack comes later
-        mid[0] = connection.send_publish_then(
-            topic,
-            payload,
-            qos,
-            partial(self._publish_settled, message, qos, mid, done),
-            retain=retain,
-            timeout=timeout,
-        )
+        try:
+            mid[0] = connection.send_publish_then(
+                topic,
+                payload,
+                qos,
+                partial(self._publish_settled, message, qos, mid, done),
+                retain=retain,
+                timeout=timeout,
+            )
+        except NotConnectedError:
+            return False  # the link is going down: publish() queues it
         self._inflight += 1
         self._active += 1
         return True
