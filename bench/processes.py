@@ -21,6 +21,9 @@ import sys
 import time
 from typing import IO, Any
 
+# A helper's report is one JSON line; the subscriber's order report lists every
+# message's sequence number (20,000 in the unlimited outbox cycle).
+_LINE_LIMIT = 16 * 1024 * 1024
 HOST = "127.0.0.1"
 PYTHON = sys.executable
 _PR_SET_PDEATHSIG = 1
@@ -112,6 +115,7 @@ class Processes:
             cwd=self._cwd,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            limit=_LINE_LIMIT,
         )
         child = Child(name, process, log, log_file)
         self._children.append(child)
