@@ -232,15 +232,9 @@ class Outbox:
         lost, or the error that refused it; it is never called before this returns.
         An invalid topic or payload raises here.
         """
-        self._check_open()
-        connection = self._connection
-        if (
-            self.queued
-            or not connection.connected
-            or connection.throttled
-            or self._inflight >= self._window
-        ):
+        if not self._can_send_now(1):
             return False
+        connection = self._connection
         message = self._new_message(
             topic, payload, qos, retain=retain, qos_explicit=qos_explicit
         )
@@ -332,14 +326,7 @@ class Outbox:
         (publish_many then waits for room). The results are publish_many's; ``done``
         is never called before this returns.
         """
-        self._check_open()
-        connection = self._connection
-        if (
-            self.queued
-            or not connection.connected
-            or connection.throttled
-            or self._inflight + len(messages) > self._window
-        ):
+        if not self._can_send_now(len(messages)):
             return False
         loop = asyncio.get_running_loop()
         batch = BatchAcks(
@@ -467,6 +454,20 @@ class Outbox:
             self._active -= 1
             self._progress.set()
         return batch.answers()
+
+    def _can_send_now(self, count: int) -> bool:
+        """Return True when ``count`` publishes can go at once; raise when closed.
+
+        Connected, nothing queued ahead of them, no rate cap, room in the window.
+        """
+        self._check_open()
+        connection = self._connection
+        return not (
+            self.queued
+            or not connection.connected
+            or connection.throttled
+            or self._inflight + count > self._window
+        )
 
     def _check_open(self) -> None:
         if self._closing or not self._writer.is_open:
