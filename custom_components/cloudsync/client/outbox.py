@@ -226,7 +226,7 @@ class Outbox:
         """Send a publish now and call ``done(result)`` once it is settled.
 
         Only when it can go now: connected, nothing queued, room in the window, no rate
-        cap. Otherwise return False, having done nothing (publish() then queues it or
+        cap. Otherwise return False, having sent nothing (publish() then queues it or
         waits for its turn). ``done`` gets what publish() would return or raise: the
         PublishResult once acknowledged, or once queued when the link or the ack is
         lost, or the error that refused it; it is never called before this returns.
