@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import contextlib
 from dataclasses import replace
 import socket
@@ -136,10 +137,19 @@ def test_without_private_names_there_is_no_lane() -> None:
     assert fastlane.has_lane(_client([]))  # the pinned paho 2.1
 
 
-def _laned(sock: socket.socket, acked: list[int]) -> tuple[mqtt.Client, Any]:
-    """Return a client reading ``sock`` through a BufferedRecv, and its lane's ack."""
+def _laned(
+    sock: socket.socket,
+    acked: list[int],
+    recv: Callable[[int], bytes] | None = None,
+) -> tuple[mqtt.Client, Any]:
+    """Return a client reading ``sock`` through a BufferedRecv, and its lane's ack.
+
+    ``recv`` stands in for paho's own ``_sock_recv`` under the BufferedRecv.
+    """
     mqttc = mqtt.Client(CallbackAPIVersion.VERSION2)
     mqttc._sock = sock
+    if recv is not None:
+        mqttc._sock_recv = recv  # type: ignore[method-assign]
     assert paho_compat.install_buffered_reads(mqttc)
     lane = fastlane.install_lane(mqttc, lambda mid, _reason: acked.append(mid))
     assert lane is not None
@@ -215,28 +225,23 @@ def test_a_short_read_ends_the_read_without_another_recv() -> None:
         recvs[-1] = len(data)
         return data
 
-    mqttc = mqtt.Client(CallbackAPIVersion.VERSION2)
-    mqttc._sock = ours
-    mqttc._sock_recv = counted  # type: ignore[method-assign]
-    assert paho_compat.install_buffered_reads(mqttc)
     bare: list[int] = []
-    lane = fastlane.install_lane(mqttc, lambda mid, _reason: bare.append(mid))
-    assert lane is not None
+    mqttc, ack = _laned(ours, bare, counted)
     messages: list[bytes] = []
     mqttc.on_message = lambda _c, _u, msg: messages.append(msg.payload)
     try:
         theirs.sendall(struct.pack("!BBH", 0x40, 2, 7))
-        outcome = paho_compat.read_packets(mqttc, 64, lane.ack)
+        outcome = paho_compat.read_packets(mqttc, 64, ack)
         assert (outcome, bare, recvs) == (paho_compat.ReadOutcome.DRAINED, [7], [4])
         # Next time the selector says readable, the socket is read again.
         theirs.sendall(struct.pack("!BBH", 0x40, 2, 8) + bytes([0x30, 3, 0, 1]) + b"t")
-        assert paho_compat.read_packets(mqttc, 64, lane.ack) is (
+        assert paho_compat.read_packets(mqttc, 64, ack) is (
             paho_compat.ReadOutcome.DRAINED
         )
         assert (bare, messages, recvs) == ([7, 8], [b""], [4, 9])
         # The broker closing the socket reaches paho as before: the link is lost.
         theirs.close()
-        assert paho_compat.read_packets(mqttc, 64, lane.ack) is (
+        assert paho_compat.read_packets(mqttc, 64, ack) is (
             paho_compat.ReadOutcome.CLOSED
         )
         assert recvs == [4, 9, 0]
