@@ -48,6 +48,10 @@ def _feed(mqttc: mqtt.Client, body: bytes, cmd: str = "PUBACK") -> MQTTErrorCode
     return mqttc._handle_pubackcomp(cmd)
 
 
+def _ignore(_mids: list[int]) -> None:
+    """Take the lane's written QoS 0 publishes where a test has none."""
+
+
 def _queued(mqttc: mqtt.Client) -> bytes:
     """Return (and forget) the packet paho queued last."""
     return bytes(mqttc._out_packet.pop()["packet"])
@@ -58,20 +62,54 @@ def _queued(mqttc: mqtt.Client) -> bytes:
 )
 @pytest.mark.parametrize("size", [0, 1, 100, 16_400, 2_097_200])
 @pytest.mark.parametrize("retain", [False, True])
+@pytest.mark.parametrize("qos", [0, 1])
 def test_lane_packet_is_pahos(
-    protocol: MQTTProtocolVersion, size: int, retain: bool
+    protocol: MQTTProtocolVersion, size: int, retain: bool, qos: int
 ) -> None:
     """The lane's PUBLISH is byte for byte the packet paho builds (1-4 length bytes)."""
     mqttc = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
     mqttc.on_socket_register_write = lambda *_: None  # paho only queues, as bridged
     mqttc._sock = socket.socket()  # "connected": nothing is written (only queued)
-    lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None)
+    lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None, _ignore)
     assert lane is not None
     payload = bytes(range(256)) * (size // 256) + b"p" * (size % 256)
-    mid = lane.publish("zoo/ä/topic".encode(), payload, retain=retain)
+    mid = lane.publish("zoo/ä/topic".encode(), payload, retain=retain, qos=qos)
     ours = _queued(mqttc)
-    mqttc._send_publish(mid, "zoo/ä/topic".encode(), payload, 1, retain)
+    mqttc._send_publish(mid, "zoo/ä/topic".encode(), payload, qos, retain)
     assert ours == _queued(mqttc)
+
+
+def test_lane_qos0_is_written_once_pahos_queue_is_empty() -> None:
+    """A lane QoS 0 publish is told of only when paho's queue has gone out whole.
+
+    paho leaves it alone once written (no on_publish, no MQTTMessageInfo); while
+    closing, the socket is gone and nothing is told (the lost link answers it).
+    """
+    paho_acks: list[tuple[int, Any]] = []
+    written: list[list[int]] = []
+    mqttc = _client(paho_acks)
+    mqttc.on_socket_register_write = lambda *_: None
+    mqttc._sock = ours = socket.socket()
+    lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None, written.append)
+    assert lane is not None
+    first = lane.publish(b"t", b"a", retain=False, qos=0)
+    second = lane.publish(b"t", b"b", retain=True, qos=0)
+    acked = lane.publish(b"t", b"c", retain=False)  # QoS 1: its PUBACK tells
+    assert [p["qos"] for p in mqttc._out_packet] == [1, 1, 1]  # paho: nothing to do
+    lane.written()
+    assert written == []  # still queued
+    mqttc._out_packet.clear()  # as after write_packets sent them all
+    lane.written()
+    lane.written()
+    assert written == [[first, second]]
+    assert acked not in written[0]
+    third = lane.publish(b"t", b"d", retain=False, qos=0)
+    mqttc._sock = None  # paho's _sock_close: unregister_write comes with no socket
+    lane.written()
+    assert written == [[first, second]]
+    assert third not in mqttc._out_messages
+    assert paho_acks == []
+    ours.close()
 
 
 def test_lane_acks_its_publishes_and_leaves_pahos() -> None:
@@ -82,7 +120,7 @@ def test_lane_acks_its_publishes_and_leaves_pahos() -> None:
     mqttc.on_socket_register_write = lambda *_: None
     mqttc._sock = socket.socket()
     lane = fastlane.install_lane(
-        mqttc, lambda mid, reason: lane_acks.append((mid, reason))
+        mqttc, lambda mid, reason: lane_acks.append((mid, reason)), _ignore
     )
     assert lane is not None
     first = lane.publish(b"t", b"x", retain=False)
@@ -107,7 +145,7 @@ def test_malformed_puback_under_mqtt_311_is_pahos_protocol_error() -> None:
     mqttc.on_socket_register_write = lambda *_: None
     mqttc._sock = socket.socket()
     lane = fastlane.install_lane(
-        mqttc, lambda mid, reason: lane_acks.append((mid, reason))
+        mqttc, lambda mid, reason: lane_acks.append((mid, reason)), _ignore
     )
     assert lane is not None
     mid = lane.publish(b"t", b"x", retain=False)
@@ -119,7 +157,7 @@ def test_malformed_puback_under_mqtt_311_is_pahos_protocol_error() -> None:
 def test_lane_refuses_a_closed_socket() -> None:
     """Without paho's socket the lane raises NotConnectedError and queues nothing."""
     mqttc = _client([])
-    lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None)
+    lane = fastlane.install_lane(mqttc, lambda _mid, _reason: None, _ignore)
     assert lane is not None
     with pytest.raises(NotConnectedError):
         lane.publish(b"t", b"x", retain=False)
@@ -133,7 +171,7 @@ def test_without_private_names_there_is_no_lane() -> None:
         pass
 
     assert not fastlane.has_lane(Bare())
-    assert fastlane.install_lane(Bare(), lambda _m, _r: None) is None  # type: ignore[arg-type]
+    assert fastlane.install_lane(Bare(), lambda _m, _r: None, _ignore) is None  # type: ignore[arg-type]
     assert fastlane.has_lane(_client([]))  # the pinned paho 2.1
 
 
@@ -151,7 +189,7 @@ def _laned(
     if recv is not None:
         mqttc._sock_recv = recv  # type: ignore[method-assign]
     assert paho_compat.install_buffered_reads(mqttc)
-    lane = fastlane.install_lane(mqttc, lambda mid, _reason: acked.append(mid))
+    lane = fastlane.install_lane(mqttc, lambda mid, _reason: acked.append(mid), _ignore)
     assert lane is not None
     return mqttc, lane.ack
 
@@ -259,13 +297,15 @@ async def test_publish_acks_on_both_paths(
     lane: bool,
     protocol: str,
 ) -> None:
-    """QoS 1 and 2 publishes are acknowledged with and without the lane."""
+    """QoS 0, 1 and 2 publishes are answered with and without the lane, in order."""
     installed: list[bool] = []
 
     def install(
-        mqttc: mqtt.Client, on_ack: fastlane.AckHandler
+        mqttc: mqtt.Client,
+        on_ack: fastlane.AckHandler,
+        on_written: fastlane.WrittenHandler,
     ) -> fastlane.FastLane | None:
-        made = fastlane.install_lane(mqttc, on_ack) if lane else None
+        made = fastlane.install_lane(mqttc, on_ack, on_written) if lane else None
         installed.append(made is not None)
         return made
 
@@ -273,8 +313,20 @@ async def test_publish_acks_on_both_paths(
     broker: Mosquitto = broker_factory()
     config = config_for(broker, pki)
     connection = Recorder().connection(replace(config, protocol=Protocol(protocol)))
+    reader = Recorder()
+    listener = reader.connection(replace(config, client_id="fast-reader"))
+    await listener.connect()
+    await listener.subscribe("fast/order", qos=1, timeout=5)
     await connection.connect()
     try:
+        # Mixed QoS 0/1 go out in publish order (below mosquitto's 20 in flight).
+        order = [
+            connection.publish_nowait("fast/order", b"%d" % i, qos=i % 2)
+            for i in range(24)
+        ]
+        await asyncio.gather(*order)
+        got = [(await reader.next_message()).payload for _ in range(24)]
+        assert got == [b"%d" % i for i in range(24)]
         mids = [
             await connection.publish(f"fast/{i}", b"x", qos=1 + i % 2, timeout=5)
             for i in range(20)
@@ -293,8 +345,9 @@ async def test_publish_acks_on_both_paths(
         assert settled == [None, None, None]
     finally:
         await connection.disconnect()
+        await listener.disconnect()
     assert len(set(mids)) == 20
-    assert installed == [lane]
+    assert installed == [lane, lane]  # the reader, then the publisher
     assert connection.pending_acks == 0
 
 

@@ -160,6 +160,15 @@ class AckTracker:
             error = BrokerRefusedError(f"the broker refused it: {_reason_name(reason)}")
         _call(callback, error)
 
+    def lane_written(self, mids: list[int]) -> None:
+        """Settle lane QoS 0 publishes: they were written to the socket."""
+        calls = self._calls
+        for mid in mids:
+            if (entry := calls.pop(mid, None)) is not None:
+                _call(entry[0], None)
+        if self._deadlines:
+            self._trim()
+
     def expect(self, loop: asyncio.AbstractEventLoop, mid: int) -> asyncio.Future[Any]:
         """Return a future that the broker's answer to packet ``mid`` resolves."""
         future: asyncio.Future[Any] = loop.create_future()

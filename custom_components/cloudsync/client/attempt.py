@@ -43,6 +43,7 @@ class PahoCallbacks:
     on_message: Callable[..., None]
     on_ack: Callable[..., None]  # PUBACK/PUBCOMP/UNSUBACK and QoS 0 writes
     on_lane_ack: Callable[[int, int], None]  # the fast lane's PUBACKs: mid, reason
+    on_lane_written: Callable[[list[int]], None]  # the lane's QoS 0 publishes, written
     on_suback: Callable[..., None]
     on_disconnect: Callable[..., None]  # set once the socket is on the loop
 
@@ -90,8 +91,10 @@ class Attempt:
             config, connector.client_id, connector.ssl_context, self._timeout
         )
         mqttc.on_log = self._paho_log.on_log
-        # QoS 1 publishes go through the lane (paho's client when it is None).
-        self.lane: FastLane | None = install_lane(mqttc, callbacks.on_lane_ack)
+        # QoS 0/1 publishes go through the lane (paho's client when it is None).
+        self.lane: FastLane | None = install_lane(
+            mqttc, callbacks.on_lane_ack, callbacks.on_lane_written
+        )
         install_fast_messages(mqttc)
         mqttc.on_connect = callbacks.on_connect
         mqttc.on_message = callbacks.on_message
@@ -169,7 +172,11 @@ class Attempt:
             raise self.handshake_error(msg)
         # Set only now: paho would call it from the executor thread during connect().
         self.mqttc.on_disconnect = self._on_disconnect
+        lane = self.lane
         self._bridge = SocketBridge(
-            self._loop, self.mqttc, self.lane.ack if self.lane is not None else None
+            self._loop,
+            self.mqttc,
+            lane.ack if lane is not None else None,
+            lane.written if lane is not None else None,
         )
         self._bridge.start(sock)

@@ -49,14 +49,17 @@ class SocketBridge:
         loop: asyncio.AbstractEventLoop,
         mqttc: mqtt.Client,
         bare_ack: Callable[[int], None] | None = None,
+        written: Callable[[], None] | None = None,
     ) -> None:
         """Bridge ``mqttc``, whose socket is connected; call start() to begin.
 
-        ``bare_ack(mid)`` takes the bare PUBACKs read_packets finds in memory.
+        ``bare_ack(mid)`` takes the bare PUBACKs read_packets finds in memory;
+        ``written()`` is called whenever paho's queue has been written out.
         """
         self._loop = loop
         self._mqttc = mqttc
         self._bare_ack = bare_ack
+        self._written = written
         self._fd: int | None = None
         self._sock: socket.socket | None = None
         self._misc_timer: asyncio.TimerHandle | None = None
@@ -186,6 +189,8 @@ class SocketBridge:
         if self._watching_write and self._fd is not None:
             self._loop.remove_writer(self._fd)
         self._watching_write = False
+        if self._written is not None:
+            self._written()
 
     def _on_socket_close(self, _mqttc: mqtt.Client, _userdata: Any, _sock: Any) -> None:
         """Paho is closing the socket (always on the loop thread)."""

@@ -125,6 +125,7 @@ class BrokerConnection:
             self._on_paho_message,
             self._acks.on_ack,
             self._acks.lane_ack,
+            self._acks.lane_written,
             self._on_suback,
             self._on_disconnect,
         )
@@ -322,8 +323,8 @@ class BrokerConnection:
             msg = f"payload of {len(payload)} bytes exceeds the broker's packet limit"
             raise PayloadTooLargeError(msg)
         mqttc = self._require_connected()
-        if qos == 1 and (lane := self._link.lane) is not None:  # type: ignore[union-attr]
-            mid = lane.publish(topic_bytes, payload, retain=retain)
+        if qos < 2 and (lane := self._link.lane) is not None:  # type: ignore[union-attr]  # noqa: PLR2004
+            mid = lane.publish(topic_bytes, payload, retain=retain, qos=qos)
             self.metrics.sent += 1
             if done is not None:
                 self._acks.expect_call(mid, done, timeout, topic)
