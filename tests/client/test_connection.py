@@ -326,10 +326,16 @@ async def test_publish_timeouts_each_keep_their_own(
     connection = BrokerConnection(config_for(broker))
     await connection.connect()
     try:
-        # Acked publishes leave no deadline behind (one timer serves them all).
+        # Acked publishes leave no deadline behind, and one timer serves them all:
+        # not a TimerHandle made and cancelled each time the heap empties.
+        await connection.publish("acked", b"first", qos=1, timeout=0.5)
+        timer = connection._acks._timer
+        assert timer is not None
         for number in range(200):
             await connection.publish("acked", str(number).encode(), qos=1)
         assert connection._acks._deadlines == []
+        assert connection._acks._timer is timer
+        await wait_until(lambda: connection._acks._timer is None, 5)  # fired, idle
         broker.pause()
         loop = asyncio.get_running_loop()
         long = asyncio.ensure_future(

@@ -109,13 +109,16 @@ class AckTracker:
         return self._calls.get(mid) is waiter or self._pending.get(mid) is waiter
 
     def _trim(self) -> None:
-        """Drop the answered deadlines at the heap's head (usually the one just acked)."""
+        """Drop the answered deadlines at the heap's head (usually the one just acked).
+
+        The timer stays when the heap empties: the next deadlines come later than it,
+        and firing with nothing due it is not armed again. (Cancelling it each time
+        made and cancelled a TimerHandle about every other REST publish, and the loop
+        keeps cancelled ones in its heap until their time.)
+        """
         deadlines = self._deadlines
         while deadlines and not self._waiting(deadlines[0][2], deadlines[0][3]):
             heapq.heappop(deadlines)
-        if not deadlines and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _expire(self) -> None:
         """Fail the publishes whose deadline passed; arm the timer for the next one."""
@@ -226,13 +229,16 @@ class AckTracker:
     def fail_all(self, error: CloudSyncError) -> None:
         """Fail every future still waiting (the connection is gone)."""
         pending, self._pending = self._pending, {}
+        calls, self._calls = self._calls, {}
+        self._deadlines = []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
-        calls, self._calls = self._calls, {}
         for callback, _sent_at in calls.values():
             _call(callback, error)
-        self._trim()
 
 
 def settle_future(future: asyncio.Future[Any], error: CloudSyncError | None) -> None:

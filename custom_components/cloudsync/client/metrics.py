@@ -6,8 +6,8 @@ Assistant's sensors do it once per interval).
 
 from __future__ import annotations
 
+from array import array
 import asyncio
-from collections import deque
 from dataclasses import dataclass
 import math
 import time
@@ -36,7 +36,13 @@ class ConnectionMetrics:
         self.sent = 0
         self.received = 0
         self.connects = 0
-        self._latencies: deque[tuple[float, float]] = deque(maxlen=MAX_SAMPLES)
+        # The last MAX_SAMPLES acks as two rings of doubles (when, latency): a tuple
+        # per ack was an object that outlived many others, one more for the garbage
+        # collector's count each time (a gen 0 pass every 2,000 acks, 3-5 ms here).
+        self._acked_at = array("d", bytes(8 * MAX_SAMPLES))
+        self._latency = array("d", bytes(8 * MAX_SAMPLES))
+        self._next = 0  # the slot the next ack takes
+        self._filled = 0
 
     @property
     def reconnects(self) -> int:
@@ -55,14 +61,24 @@ class ConnectionMetrics:
     def record(self, sent_at: float) -> None:
         """Record the ack of a publish sent at ``sent_at`` (``time.monotonic()``)."""
         now = time.monotonic()
-        self._latencies.append((now, now - sent_at))
+        slot = self._next
+        self._acked_at[slot] = now
+        self._latency[slot] = now - sent_at
+        self._next = slot + 1 if slot + 1 < MAX_SAMPLES else 0
+        if self._filled < MAX_SAMPLES:
+            self._filled += 1
 
     def snapshot(self) -> MetricsSnapshot:
         """Return the counters and the last minute's latency percentiles."""
         cutoff = time.monotonic() - WINDOW
-        while self._latencies and self._latencies[0][0] < cutoff:
-            self._latencies.popleft()
-        samples = sorted(latency for _at, latency in self._latencies)
+        filled = self._filled
+        samples = sorted(
+            latency
+            for at, latency in zip(
+                self._acked_at[:filled], self._latency[:filled], strict=True
+            )
+            if at >= cutoff
+        )
         return MetricsSnapshot(
             self.sent,
             self.received,
