@@ -11,6 +11,7 @@ from homeassistant.config_entries import ConfigEntryState
 import pytest
 
 from custom_components.cloudsync import stream as stream_module
+from custom_components.cloudsync.apps import Principal
 from custom_components.cloudsync.hub import async_get_hub
 from tests.common import entry_for, setup_entry
 from tests.mosquitto import MqttSubscriber, mqtt_publish
@@ -282,6 +283,52 @@ async def test_subscribe_refusals(
         }
     )
     assert (await user_ws.receive_json())["error"]["code"] == "not_subscribed"
+
+
+async def test_a_non_admins_stream_ends_with_its_apps_subscription(
+    hass_ws_client: Any,
+    hass_read_only_access_token: str,
+    hass_read_only_user: Any,
+    entry: MockConfigEntry,
+    plain_broker: Mosquitto,
+    prefix: str,
+) -> None:
+    """A non-admin streams what its app subscribed to, until the app unsubscribes.
+
+    Another app keeps the filter subscribed: the stream ends with its own app.
+    """
+    broker = entry.runtime_data
+    owner = Principal(hass_read_only_user.id, is_admin=False)
+    topic_filter = f"{prefix}/#"
+    await broker.async_subscribe("reader-app", topic_filter, principal=owner)
+    await broker.async_subscribe("other-app", topic_filter)
+    user_ws = await hass_ws_client(access_token=hass_read_only_access_token)
+    admin_ws = await hass_ws_client()
+    stream_ids = []
+    for ws, app in ((user_ws, {"app_id": "reader-app"}), (admin_ws, {})):
+        await ws.send_json_auto_id(
+            {
+                "type": "cloudsync/subscribe",
+                "url": plain_broker.url,
+                "topic": topic_filter,
+                **app,
+            }
+        )
+        reply = await ws.receive_json()
+        assert reply["success"], reply
+        stream_ids.append(reply["id"])
+    await mqtt_publish(plain_broker, f"{prefix}/a", "one", qos=1)
+    assert [m["payload"] for m in await _events(user_ws, 1)] == ["one"]
+    assert [m["payload"] for m in await _events(admin_ws, 1)] == ["one"]
+    await broker.async_unsubscribe("reader-app", topic_filter, principal=owner)
+    ended = await user_ws.receive_json()
+    assert (ended["type"], ended["id"]) == ("event", stream_ids[0])
+    assert ended["event"]["error"]["code"] == "not_subscribed"
+    assert "reader-app" in ended["event"]["error"]["message"]
+    await mqtt_publish(plain_broker, f"{prefix}/b", "two", qos=1)
+    assert [m["payload"] for m in await _events(admin_ws, 1)] == ["two"]
+    await user_ws.send_json_auto_id({"type": "ping"})
+    assert (await user_ws.receive_json())["type"] == "pong"  # "two" never came
 
 
 @pytest.mark.parametrize("backlog_known", [True, False])

@@ -61,7 +61,7 @@ class MessageStream:
         self._started = False
         self._closed = False
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
-        self._unlisten: CALLBACK_TYPE | None = None
+        self._unlisten: list[CALLBACK_TYPE] = []
         self.sent = 0
 
     @property
@@ -70,8 +70,8 @@ class MessageStream:
         return len(self._buffer), self._bytes
 
     def attach(self, unlisten: CALLBACK_TYPE) -> None:
-        """Remember how to stop listening."""
-        self._unlisten = unlisten
+        """Remember how to stop listening (one more source the stream hears from)."""
+        self._unlisten.append(unlisten)
 
     @callback
     def start(self) -> None:
@@ -84,9 +84,9 @@ class MessageStream:
     def close(self) -> None:
         """Stop listening and drop what is buffered; safe to call twice."""
         self._closed = True
-        if self._unlisten is not None:
-            self._unlisten()
-            self._unlisten = None
+        unlisten, self._unlisten = self._unlisten, []
+        for stop in unlisten:
+            stop()
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
@@ -161,6 +161,13 @@ class MessageStream:
         LOGGER.warning(
             "Websocket stream %s of %s: %s", self._msg_id, self._connection.user, err
         )
+        self.end(err)
+
+    @callback
+    def end(self, err: Exception) -> None:
+        """End the subscription with an error event carrying ``err``'s code."""
+        if self._closed:
+            return
         self._connection.subscriptions.pop(self._msg_id, None)
         self.close()
         event: dict[str, Any] = {

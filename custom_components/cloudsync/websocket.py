@@ -222,6 +222,8 @@ async def ws_subscribe(
         return
     connection.send_result(msg["id"])
     stream.start()
+    if not principal.is_admin:
+        _end_with_the_app(broker, stream, msg["app_id"], topic_filter)
 
 
 def _check_app_filter(
@@ -232,7 +234,34 @@ def _check_app_filter(
         msg = "name the app (app_id) whose subscribed filter to stream"
         raise NotSubscribedError(msg)
     broker.check_app(principal, app_id)
-    subscription = broker.subscriptions.get(topic_filter)
-    if subscription is None or app_id not in subscription.apps:
+    if not _subscribed(broker, app_id, topic_filter):
         msg = f"the app {app_id} is not subscribed to {topic_filter}"
         raise NotSubscribedError(msg)
+
+
+def _subscribed(broker: CloudSyncBroker, app_id: str, topic_filter: str) -> bool:
+    subscription = broker.subscriptions.get(topic_filter)
+    return subscription is not None and app_id in subscription.apps
+
+
+def _end_with_the_app(
+    broker: CloudSyncBroker, stream: MessageStream, app_id: str, topic_filter: str
+) -> None:
+    """End a non-admin's stream once its app no longer subscribes to the filter.
+
+    The app's subscription is what let the stream start; an app that unsubscribes
+    (or is unsubscribed while the stream started) ends it with ``not_subscribed``.
+    """
+
+    @callback
+    def check(*_change: object) -> None:
+        if not _subscribed(broker, app_id, topic_filter):
+            stream.end(
+                NotSubscribedError(
+                    f"the app {app_id} no longer subscribes to {topic_filter}; "
+                    "the stream was ended"
+                )
+            )
+
+    stream.attach(broker.add_subscription_listener(check))
+    check()
