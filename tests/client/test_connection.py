@@ -116,6 +116,10 @@ async def test_mutual_tls_connects_and_publishes(
         async with MqttSubscriber(tls_broker, "tls/#") as sub:
             await connection.publish("tls/x", b"secure", qos=1)
             assert (await sub.message()).payload == b"secure"
+            # QoS 0 (the lane's, settled once written) over TLS too.
+            await connection.publish("tls/zero", b"quick", qos=0, timeout=5)
+            assert (await sub.message()).payload == b"quick"
+            assert connection.pending_acks == 0
     finally:
         await connection.disconnect()
 
