@@ -331,6 +331,50 @@ async def test_a_non_admins_stream_ends_with_its_apps_subscription(
     assert (await user_ws.receive_json())["type"] == "pong"  # "two" never came
 
 
+async def test_a_non_admins_stream_ends_with_its_app_after_a_reload(
+    hass: HomeAssistant,
+    hass_ws_client: Any,
+    hass_read_only_access_token: str,
+    hass_read_only_user: Any,
+    entry: MockConfigEntry,
+    plain_broker: Mosquitto,
+    prefix: str,
+) -> None:
+    """The stream outlives a reload of the entry, and still ends with its app.
+
+    The reload leaves the listener on the old broker object; the check before each
+    frame asks the entry's broker of the moment.
+    """
+    owner = Principal(hass_read_only_user.id, is_admin=False)
+    topic_filter = f"{prefix}/#"
+    await entry.runtime_data.async_subscribe(
+        "reader-app", topic_filter, principal=owner
+    )
+    await entry.runtime_data.async_subscribe("other-app", topic_filter)
+    user_ws = await hass_ws_client(access_token=hass_read_only_access_token)
+    await user_ws.send_json_auto_id(
+        {
+            "type": "cloudsync/subscribe",
+            "url": plain_broker.url,
+            "topic": topic_filter,
+            "app_id": "reader-app",
+        }
+    )
+    reply = await user_ws.receive_json()
+    assert reply["success"], reply
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await mqtt_publish(plain_broker, f"{prefix}/a", "after reload", qos=1)
+    assert [m["payload"] for m in await _events(user_ws, 1)] == ["after reload"]
+    await entry.runtime_data.async_unsubscribe(
+        "reader-app", topic_filter, principal=owner
+    )
+    await mqtt_publish(plain_broker, f"{prefix}/b", "secret", qos=1)
+    ended = await user_ws.receive_json()
+    assert (ended["type"], ended["id"]) == ("event", reply["id"])
+    assert ended["event"]["error"]["code"] == "not_subscribed"  # not "secret"
+
+
 @pytest.mark.parametrize("backlog_known", [True, False])
 async def test_slow_client_is_cut_off(
     hass: HomeAssistant,

@@ -26,6 +26,7 @@ from .payload import encode_payload
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
     from .registry import LatestData
 
@@ -62,6 +63,7 @@ class MessageStream:
         self._closed = False
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
         self._unlisten: list[CALLBACK_TYPE] = []
+        self._guard: Callable[[], Exception | None] | None = None
         self.sent = 0
 
     @property
@@ -72,6 +74,10 @@ class MessageStream:
     def attach(self, unlisten: CALLBACK_TYPE) -> None:
         """Remember how to stop listening (one more source the stream hears from)."""
         self._unlisten.append(unlisten)
+
+    def guard(self, check: Callable[[], Exception | None]) -> None:
+        """Have ``check()`` asked before each frame; an error it returns ends the stream."""
+        self._guard = check
 
     @callback
     def start(self) -> None:
@@ -131,6 +137,9 @@ class MessageStream:
     def _flush(self) -> None:
         """Send what is buffered, a frame at a time, while the connection keeps up."""
         self._scheduled = None
+        if self._guard is not None and (err := self._guard()) is not None:
+            self.end(err)
+            return
         buffer = self._buffer
         while buffer and not self._closed:
             backlog = connection_backlog(self._connection)

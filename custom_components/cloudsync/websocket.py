@@ -17,6 +17,7 @@ from homeassistant.components.websocket_api.decorators import (
     async_response,
     websocket_command,
 )
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 import voluptuous as vol
 
@@ -223,7 +224,7 @@ async def ws_subscribe(
     connection.send_result(msg["id"])
     stream.start()
     if not principal.is_admin:
-        _end_with_the_app(broker, stream, msg["app_id"], topic_filter)
+        _end_with_the_app(hass, broker, stream, msg["app_id"], topic_filter)
 
 
 def _check_app_filter(
@@ -245,23 +246,38 @@ def _subscribed(broker: CloudSyncBroker, app_id: str, topic_filter: str) -> bool
 
 
 def _end_with_the_app(
-    broker: CloudSyncBroker, stream: MessageStream, app_id: str, topic_filter: str
+    hass: HomeAssistant,
+    broker: CloudSyncBroker,
+    stream: MessageStream,
+    app_id: str,
+    topic_filter: str,
 ) -> None:
     """End a non-admin's stream once its app no longer subscribes to the filter.
 
-    The app's subscription is what let the stream start; an app that unsubscribes
-    (or is unsubscribed while the stream started) ends it with ``not_subscribed``.
+    The app's subscription is what let the stream start. Its removal ends the stream
+    with ``not_subscribed`` at once (a subscription listener), and before any frame
+    the stream checks again against the entry's broker of the moment: the stream
+    outlives a reload of the entry, the listener does not.
     """
+    entry_id = broker.entry_id
+
+    @callback
+    def left() -> Exception | None:
+        entry = hass.config_entries.async_get_entry(entry_id)
+        if entry is not None and entry.state is not ConfigEntryState.LOADED:
+            return None  # reloading: the registry comes back as it was
+        if entry is not None and _subscribed(entry.runtime_data, app_id, topic_filter):
+            return None
+        return NotSubscribedError(
+            f"the app {app_id} no longer subscribes to {topic_filter}; "
+            "the stream was ended"
+        )
 
     @callback
     def check(*_change: object) -> None:
-        if not _subscribed(broker, app_id, topic_filter):
-            stream.end(
-                NotSubscribedError(
-                    f"the app {app_id} no longer subscribes to {topic_filter}; "
-                    "the stream was ended"
-                )
-            )
+        if (err := left()) is not None:
+            stream.end(err)
 
+    stream.guard(left)
     stream.attach(broker.add_subscription_listener(check))
     check()
