@@ -565,6 +565,46 @@ async def test_publish_many_waits_for_window_room_in_order(
         await outbox.close()
 
 
+async def test_batch_sent_whole_has_no_timer_of_its_own(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """Each message's deadline settles a batch that went whole (queued if unacked).
+
+    The batch adds no timer to the loop (cancelled ones stay there until their time:
+    a TimerHandle per websocket command was what it cost).
+    """
+    broker = broker_factory()
+    connection = await _connected(broker)
+    outbox = Outbox(connection, tmp_path / "o.db")
+    await outbox.open()
+    loop = asyncio.get_running_loop()
+    try:
+        await outbox.publish_many([OutgoingMessage("b/t", b"first", 1)], timeout=5)
+        timers = len(loop._scheduled)  # type: ignore[attr-defined]
+        for number in range(50):
+            sent = await outbox.publish_many(
+                [OutgoingMessage("b/t", b"%d" % number, 1)], timeout=5
+            )
+            assert isinstance(sent[0], PublishResult)
+            assert not sent[0].queued
+        assert len(loop._scheduled) <= timers + 2  # type: ignore[attr-defined]
+        broker.pause()
+        try:
+            started = loop.time()
+            late = await outbox.publish_many(
+                [OutgoingMessage("b/t", b"late%d" % n, 1) for n in range(3)],
+                timeout=0.3,
+            )
+            assert 0.25 < loop.time() - started < 5
+        finally:
+            broker.resume()
+        assert [isinstance(r, PublishResult) and r.queued for r in late] == [True] * 3
+        await wait_until(lambda: outbox.queued == 0)
+    finally:
+        await connection.disconnect()
+        await outbox.close()
+
+
 async def test_publish_many_queues_on_timeout_and_when_down(
     broker_factory: BrokerFactory, tmp_path: Path
 ) -> None:

@@ -328,7 +328,6 @@ class Outbox:
         """
         if not self._can_send_now(len(messages)):
             return False
-        loop = asyncio.get_running_loop()
         batch = BatchAcks(
             len(messages), lambda: self._batch_over(batch, messages, done)
         )
@@ -339,8 +338,10 @@ class Outbox:
             if batch.to_queue:  # the link dropped: the rest keeps its order behind
                 batch.to_queue.append((index, message))
             else:
-                self._batch_send(batch, index, item, message)
-        batch.seal(loop, loop.time() + timeout)
+                # Sent together: each message's deadline (the connection's heap of
+                # them) is the batch's, without a timer of the batch's own.
+                self._batch_send(batch, index, item, message, timeout)
+        batch.seal(asyncio.get_running_loop(), None)
         return True
 
     def _batch_message(
@@ -365,8 +366,13 @@ class Outbox:
         index: int,
         item: OutgoingMessage,
         message: QueuedMessage,
+        timeout: float | None = None,
     ) -> None:
-        """Send one message of a batch: refused alone, queued without a link."""
+        """Send one message of a batch: refused alone, queued without a link.
+
+        With ``timeout`` the message's own deadline settles it (BrokerTimeoutError:
+        queued); without, the batch's timer does.
+        """
         try:
             mid = self._connection.send_publish_then(
                 item.topic,
@@ -374,6 +380,7 @@ class Outbox:
                 item.qos,
                 partial(self._batch_acked, batch, batch.next_slot),
                 retain=item.retain,
+                timeout=timeout,
             )
         except NotConnectedError:
             batch.to_queue.append((index, message))

@@ -82,13 +82,16 @@ class BatchAcks:
         self._errors.append(_UNANSWERED)
         self._left += 1
 
-    def seal(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        """Say that nothing more is sent; finish by ``deadline`` (loop time)."""
+    def seal(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
+        """Say that nothing more is sent; finish by ``deadline`` (loop time).
+
+        None: every message sent has a deadline of its own that settles it.
+        """
         self._sealed = True
-        if self._left:
-            self._timer = loop.call_at(deadline, self._finish)
-        else:
+        if not self._left:
             loop.call_soon(self._finish)  # never from inside the caller
+        elif deadline is not None:
+            self._timer = loop.call_at(deadline, self._finish)
 
     def settle(self, slot: int, error: CloudSyncError | None) -> None:
         """Record the answer of ``slot``."""
