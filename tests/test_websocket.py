@@ -285,10 +285,37 @@ async def test_subscribe_refusals(
     assert (await user_ws.receive_json())["error"]["code"] == "not_subscribed"
 
 
+@pytest.fixture
+async def reader_app(
+    entry: MockConfigEntry, hass_read_only_user: Any, prefix: str
+) -> tuple[Principal, str]:
+    """Return the read-only user and a filter its app "reader-app" subscribed to.
+
+    "other-app" subscribes to it too, so the filter stays when reader-app leaves.
+    """
+    owner = Principal(hass_read_only_user.id, is_admin=False)
+    topic_filter = f"{prefix}/#"
+    await entry.runtime_data.async_subscribe(
+        "reader-app", topic_filter, principal=owner
+    )
+    await entry.runtime_data.async_subscribe("other-app", topic_filter)
+    return owner, topic_filter
+
+
+async def _stream(ws: Any, url: str, topic_filter: str, **app: str) -> int:
+    """Start a cloudsync/subscribe stream; return its id."""
+    await ws.send_json_auto_id(
+        {"type": "cloudsync/subscribe", "url": url, "topic": topic_filter, **app}
+    )
+    reply = await ws.receive_json()
+    assert reply["success"], reply
+    return int(reply["id"])
+
+
 async def test_a_non_admins_stream_ends_with_its_apps_subscription(
     hass_ws_client: Any,
     hass_read_only_access_token: str,
-    hass_read_only_user: Any,
+    reader_app: tuple[Principal, str],
     entry: MockConfigEntry,
     plain_broker: Mosquitto,
     prefix: str,
@@ -297,32 +324,21 @@ async def test_a_non_admins_stream_ends_with_its_apps_subscription(
 
     Another app keeps the filter subscribed: the stream ends with its own app.
     """
-    broker = entry.runtime_data
-    owner = Principal(hass_read_only_user.id, is_admin=False)
-    topic_filter = f"{prefix}/#"
-    await broker.async_subscribe("reader-app", topic_filter, principal=owner)
-    await broker.async_subscribe("other-app", topic_filter)
+    owner, topic_filter = reader_app
     user_ws = await hass_ws_client(access_token=hass_read_only_access_token)
     admin_ws = await hass_ws_client()
-    stream_ids = []
-    for ws, app in ((user_ws, {"app_id": "reader-app"}), (admin_ws, {})):
-        await ws.send_json_auto_id(
-            {
-                "type": "cloudsync/subscribe",
-                "url": plain_broker.url,
-                "topic": topic_filter,
-                **app,
-            }
-        )
-        reply = await ws.receive_json()
-        assert reply["success"], reply
-        stream_ids.append(reply["id"])
+    user_stream = await _stream(
+        user_ws, plain_broker.url, topic_filter, app_id="reader-app"
+    )
+    await _stream(admin_ws, plain_broker.url, topic_filter)
     await mqtt_publish(plain_broker, f"{prefix}/a", "one", qos=1)
     assert [m["payload"] for m in await _events(user_ws, 1)] == ["one"]
     assert [m["payload"] for m in await _events(admin_ws, 1)] == ["one"]
-    await broker.async_unsubscribe("reader-app", topic_filter, principal=owner)
+    await entry.runtime_data.async_unsubscribe(
+        "reader-app", topic_filter, principal=owner
+    )
     ended = await user_ws.receive_json()
-    assert (ended["type"], ended["id"]) == ("event", stream_ids[0])
+    assert (ended["type"], ended["id"]) == ("event", user_stream)
     assert ended["event"]["error"]["code"] == "not_subscribed"
     assert "reader-app" in ended["event"]["error"]["message"]
     await mqtt_publish(plain_broker, f"{prefix}/b", "two", qos=1)
@@ -335,7 +351,7 @@ async def test_a_non_admins_stream_ends_with_its_app_after_a_reload(
     hass: HomeAssistant,
     hass_ws_client: Any,
     hass_read_only_access_token: str,
-    hass_read_only_user: Any,
+    reader_app: tuple[Principal, str],
     entry: MockConfigEntry,
     plain_broker: Mosquitto,
     prefix: str,
@@ -345,23 +361,11 @@ async def test_a_non_admins_stream_ends_with_its_app_after_a_reload(
     The reload leaves the listener on the old broker object; the check before each
     frame asks the entry's broker of the moment.
     """
-    owner = Principal(hass_read_only_user.id, is_admin=False)
-    topic_filter = f"{prefix}/#"
-    await entry.runtime_data.async_subscribe(
-        "reader-app", topic_filter, principal=owner
-    )
-    await entry.runtime_data.async_subscribe("other-app", topic_filter)
+    owner, topic_filter = reader_app
     user_ws = await hass_ws_client(access_token=hass_read_only_access_token)
-    await user_ws.send_json_auto_id(
-        {
-            "type": "cloudsync/subscribe",
-            "url": plain_broker.url,
-            "topic": topic_filter,
-            "app_id": "reader-app",
-        }
+    user_stream = await _stream(
+        user_ws, plain_broker.url, topic_filter, app_id="reader-app"
     )
-    reply = await user_ws.receive_json()
-    assert reply["success"], reply
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     await mqtt_publish(plain_broker, f"{prefix}/a", "after reload", qos=1)
@@ -371,7 +375,7 @@ async def test_a_non_admins_stream_ends_with_its_app_after_a_reload(
     )
     await mqtt_publish(plain_broker, f"{prefix}/b", "secret", qos=1)
     ended = await user_ws.receive_json()
-    assert (ended["type"], ended["id"]) == ("event", reply["id"])
+    assert (ended["type"], ended["id"]) == ("event", user_stream)
     assert ended["event"]["error"]["code"] == "not_subscribed"  # not "secret"
 
 
