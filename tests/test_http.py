@@ -20,7 +20,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import yaml
 
-from custom_components.cloudsync import errors, http
+from custom_components.cloudsync import errors, http, lookup
 from custom_components.cloudsync.const import (
     CONF_ALLOW_LOCAL_UNAUTHENTICATED,
     CONF_CLIENT_ID,
@@ -637,6 +637,40 @@ async def test_ambiguous_broker(
     await mqtt_publish(plain_broker, topic, "from the plain broker")
     data = await wait_for_data(client, plain_broker.url, topic, "app")
     assert data["Message"] == "from the plain broker"
+
+
+async def test_named_broker_follows_entry_changes(
+    hass: HomeAssistant,
+    client: TestClient,
+    entry: MockConfigEntry,
+    broker_factory: BrokerFactory,
+) -> None:
+    """What a url named is remembered only until a CloudSync entry changes.
+
+    A bare host found one broker; a second broker on that host makes it ambiguous,
+    removing that one makes it work again, an unloaded broker is not connected.
+    """
+    assert (await post(client, "publish", VALID))[0] == 200
+    second = await _async_setup_entry(hass, broker_factory())
+    status, reply = await post(client, "publish", VALID)
+    assert (status, reply["error"]) == (409, "ambiguous_broker")
+    assert await hass.config_entries.async_remove(second.entry_id)
+    assert (await post(client, "publish", VALID))[0] == 200
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    status, reply = await post(client, "publish", VALID)
+    assert (status, reply["error"]) == (503, "broker_not_loaded")
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert (await post(client, "publish", VALID))[0] == 200
+
+
+async def test_named_brokers_are_capped(
+    hass: HomeAssistant, client: TestClient
+) -> None:
+    """Apps naming one broker in ever new words do not grow what is remembered."""
+    for spaces in range(300):
+        body = {**VALID, "url": " " * spaces + "127.0.0.1"}
+        assert (await post(client, "publish", body))[0] == 200
+    assert 0 < len(hass.data[lookup.NAMED]) <= lookup.NAMED_MAX
 
 
 # -- broker failures ------------------------------------------------------------------

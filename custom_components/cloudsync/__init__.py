@@ -48,6 +48,7 @@ from .lifecycle import (
     async_watch_certificates,
     async_watch_takeover,
 )
+from .lookup import async_setup_lookup
 from .mirror import Mirror
 from .mirror_config import MirrorConfig, MirrorConfigError, mirror_config, mirror_data
 from .models import CloudSyncConfigEntry, entry_task_factory
@@ -62,6 +63,7 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 async def async_setup(hass: HomeAssistant, _config: ConfigType) -> bool:
     """Register the REST API, the actions and the websocket commands once."""
+    async_setup_lookup(hass)
     async_register_views(hass)
     async_setup_services(hass)
     async_setup_websocket(hass)

@@ -5,8 +5,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from homeassistant.config_entries import ConfigEntryState
-from homeassistant.core import HomeAssistant
+from homeassistant.config_entries import (
+    SIGNAL_CONFIG_ENTRY_CHANGED,
+    ConfigEntry,
+    ConfigEntryChange,
+    ConfigEntryState,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.util.hass_dict import HassKey
 
 from .client import parse_broker_url
 from .const import CONF_URL, DOMAIN
@@ -33,11 +40,42 @@ def broker_by_entry_id(hass: HomeAssistant, entry_id: str) -> CloudSyncBroker:
     return loaded(entry)
 
 
+# Every REST request names its broker, mostly in the same few words: the entry each
+# text named, until a CloudSync entry is added, removed, changed, set up or unloaded.
+NAMED: HassKey[dict[str | None, CloudSyncConfigEntry]] = HassKey(f"{DOMAIN}_named")
+NAMED_MAX = 256
+
+
+@callback
+def async_setup_lookup(hass: HomeAssistant) -> None:
+    """Remember what URLs named, forgetting it when a CloudSync entry changes."""
+    named: dict[str | None, CloudSyncConfigEntry] = {}
+    hass.data[NAMED] = named
+
+    @callback
+    def changed(_change: ConfigEntryChange, entry: ConfigEntry) -> None:
+        if entry.domain == DOMAIN:
+            named.clear()
+
+    async_dispatcher_connect(hass, SIGNAL_CONFIG_ENTRY_CHANGED, changed)
+
+
 def broker_by_url(hass: HomeAssistant, text: str | None) -> CloudSyncBroker:
     """Return the loaded broker a request's ``url`` names: exact URL first, then host.
 
     ``None`` (the seed's GET form without a host) matches when only one broker exists.
     """
+    named = hass.data[NAMED]
+    if (entry := named.get(text)) is None:
+        entry = _entry_by_url(hass, text)
+        if len(named) >= NAMED_MAX:
+            named.clear()
+        named[text] = entry
+    return loaded(entry)
+
+
+def _entry_by_url(hass: HomeAssistant, text: str | None) -> CloudSyncConfigEntry:
+    """Return the one entry ``text`` names, loaded or not."""
     entries: list[CloudSyncConfigEntry] = hass.config_entries.async_entries(DOMAIN)
     if text is None:
         candidates = entries
@@ -63,7 +101,7 @@ def broker_by_url(hass: HomeAssistant, text: str | None) -> CloudSyncBroker:
         urls = ", ".join(sorted(e.data[CONF_URL] for e in candidates))
         msg = f"{text or 'the request'} matches several brokers ({urls}): name one by its URL"
         raise AmbiguousBrokerError(msg)
-    return loaded(candidates[0])
+    return candidates[0]
 
 
 def loaded(entry: CloudSyncConfigEntry) -> CloudSyncBroker:

@@ -80,7 +80,9 @@ class OutboxLimits:
                 raise ValueError(msg)
 
 
-@dataclass(frozen=True, slots=True)
+# Made per message (per request), so not frozen: a frozen dataclass's __init__ sets
+# each field through object.__setattr__, 3-5 times the cost. Nothing changes them.
+@dataclass(slots=True)
 class QueuedMessage:
     """One message in the outbox; ``seq`` orders the queue, ``id`` names it to users."""
 
