@@ -80,6 +80,10 @@ def test_bench_quick(tmp_path: Path) -> None:
     own = fast["rest_own"]
     assert len(own["pairs"]) == 3  # one round: 2 x 1 + 1
     assert own["own_cpu_ms"] in [pair["own_cpu_ms"] for pair in own["pairs"]]
+    assert own["floor_cpu_ms"] in [pair["floor_cpu_ms"] for pair in own["pairs"]]
+    assert own["own_per_floor"] in [
+        pair["own_cpu_ms"] / pair["floor_cpu_ms"] for pair in own["pairs"]
+    ]
     assert phases["ingest"]["state_writes"] > 0
     for cycle in phases["outbox"].values():
         # Every publish was queued (202) with the broker down, then delivered in
