@@ -172,6 +172,7 @@ async def test_subscribe_and_get_seed_forms(
         "topic": topic,
         "qos": 0,
         "new_at_broker": True,
+        "granted_qos": 0,
     }
     assert await get(client, topic, "app") == (
         200,
@@ -195,6 +196,20 @@ async def test_subscribe_and_get_seed_forms(
     assert doc_form["received"].endswith("+00:00")
     for host in ("127.0.0.1", f"127.0.0.1:{plain_broker.port}", plain_broker.url):
         assert await get(client, host, topic, "app") == (200, doc_form)
+
+
+async def test_subscribe_says_what_the_broker_granted(
+    client: TestClient, plain_broker: Mosquitto, prefix: str
+) -> None:
+    """granted_qos comes with a SUBSCRIBE sent: a new filter or a higher QoS only."""
+    body = {"appid": "app", "topic": f"{prefix}/g", "url": plain_broker.url}
+    answers = [
+        (await post(client, "subscribe", {**body, "appid": appid, "qos": qos}))[1]
+        for appid, qos in (("a", 1), ("b", 1), ("c", 0), ("d", 2))
+    ]
+    assert [a["new_at_broker"] for a in answers] == [True, False, False, False]
+    assert [a.get("granted_qos") for a in answers] == [1, None, None, 2]
+    assert [a["qos"] for a in answers] == [1, 1, 0, 2]
 
 
 async def test_wildcard_subscription(

@@ -97,6 +97,8 @@ def subscribed_reply(broker: CloudSyncBroker, subscribed: Subscribed) -> Reply:
         "qos": subscribed.qos,
         "new_at_broker": subscribed.new_at_broker,
     }
+    if subscribed.granted is not None:
+        reply["granted_qos"] = subscribed.granted
     if subscribed.pending:
         message = f"Subscription to the topic {topic} recorded; sent when {broker.url} is back"
         return {"Message": message, **reply, "pending": True}, HTTPStatus.ACCEPTED

@@ -27,6 +27,7 @@ class Subscribed:
     qos: int
     new_at_broker: bool
     pending: bool = False  # the broker was down: it is sent when the link is back
+    granted: int | None = None  # the SUBACK's QoS when this call sent a SUBSCRIBE
 
 
 class SubscribeMixin:
@@ -59,6 +60,7 @@ class SubscribeMixin:
         self._connection.check_subscribe(topic_filter, qos)
         self.check_app(principal, app_id)
         pending = False
+        granted: int | None = None
         async with self._lock:
             existing = self._registry.subscriptions.get(topic_filter)
             if (
@@ -72,7 +74,7 @@ class SubscribeMixin:
                 # coroutine resumes: _on_message keeps them for the filter meanwhile.
                 self._subscribing = topic_filter
                 try:
-                    await self._connection.subscribe(
+                    granted = await self._connection.subscribe(
                         topic_filter, qos, timeout=timeout or ACK_TIMEOUT
                     )
                 except NotConnectedError:
@@ -84,7 +86,11 @@ class SubscribeMixin:
             subscription = self._registry.add_app(app_id, topic_filter, qos, sensor)
         self._subscription_changes.notify((subscription, True))
         return Subscribed(
-            topic_filter, qos, new_at_broker=existing is None, pending=pending
+            topic_filter,
+            qos,
+            new_at_broker=existing is None,
+            pending=pending,
+            granted=granted,
         )
 
     async def async_unsubscribe(
