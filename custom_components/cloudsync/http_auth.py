@@ -89,9 +89,8 @@ def async_authenticate(hass: HomeAssistant, request: web.Request) -> Caller:
             raise UnauthorizedError(msg)
         request[KEY_HASS_USER] = refresh_token.user
         request[KEY_HASS_REFRESH_TOKEN_ID] = refresh_token.id
-        process_success_login(
-            request
-        )  # a token we checked, as HA's websocket auth does
+        # A token checked here resets the failed-login count, as HA's websocket auth.
+        process_success_login(request)
         return Caller(refresh_token.user)
     if _is_loopback(request.remote) and _any_broker_allows_local(hass):
         return Caller(None, _foreign_origin(request))
