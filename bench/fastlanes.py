@@ -94,7 +94,11 @@ async def _rest_own(ctx: Context) -> dict[str, Any]:
         # machine ran: the figures were 0.06 ms against 0.094 ms (0.64).
         "floor_cpu_ms": median([pair["floor_cpu_ms"] for pair in pairs]),
         "own_per_floor": median(
-            [pair["own_cpu_ms"] / pair["floor_cpu_ms"] for pair in pairs]
+            [
+                pair["own_cpu_ms"] / pair["floor_cpu_ms"]
+                for pair in pairs
+                if pair["floor_cpu_ms"] > 0
+            ]
         ),
         "sent": sum(pair["sent"] for pair in pairs),
         "delivered": sum(pair["delivered"] for pair in pairs),
